@@ -1,0 +1,1 @@
+//! atom-fabric: the neural fabric scheduler.

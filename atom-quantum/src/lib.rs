@@ -1,0 +1,1 @@
+//! atom-quantum: circuits, OpenQASM 2 and a statevector simulator.

@@ -1,0 +1,34 @@
+//! OpenQASM 2.0: parser and exporter.
+//!
+//! The parser knows `qelib1.inc` as Qiskit does (the original library plus `u0 u p sx sxdg swap
+//! cswap crx cry cp csx cu rxx rzz rccx rc3x c3x c3sqrtx c4x`), and also accepts the other gates
+//! of [`crate::GateKind`] by name (`mcx` with any arity, `rcccx`) unless the file defines them
+//! itself: a file's own `gate` definition always wins over a library gate of the same name.
+//! Custom gates are expanded into their bodies, so a parsed circuit only holds library gates.
+
+mod export;
+mod lexer;
+mod parser;
+
+use crate::circuit::Circuit;
+use crate::error::Result;
+
+impl Circuit {
+    /// Parse OpenQASM 2.0 source.
+    ///
+    /// ```
+    /// use atom_quantum::Circuit;
+    /// let c = Circuit::from_qasm("OPENQASM 2.0; include \"qelib1.inc\"; qreg q[2]; h q; cx q[0],q[1];").unwrap();
+    /// assert_eq!(c.instructions().len(), 3); // `h q` broadcasts over the register
+    /// let err = Circuit::from_qasm("OPENQASM 2.0;\nqreg q[1];\nh q[0];").unwrap_err();
+    /// assert!(err.to_string().starts_with("3:1:"));
+    /// ```
+    pub fn from_qasm(src: &str) -> Result<Circuit> {
+        parser::parse(src)
+    }
+
+    /// Write the circuit as OpenQASM 2.0 (gates outside `qelib1.inc` get exact `gate` definitions).
+    pub fn to_qasm(&self) -> Result<String> {
+        export::export(self)
+    }
+}

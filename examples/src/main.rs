@@ -1,0 +1,54 @@
+//! `atom`: the command-line tool of atom-fabric.
+//!
+//! Each command group lives in its own module under `cmd/`; this file only wires them.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+mod cmd;
+
+/// atom-fabric: place and run neural and quantum inference work, signed and audited.
+#[derive(Debug, Parser)]
+#[command(name = "atom", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    // Command groups are added here, one variant per module in `cmd/`.
+    /// Generate and inspect signing keys.
+    #[command(subcommand)]
+    Keys(cmd::trust::KeysCommand),
+    /// Sign a file: a DSSE envelope, or a raw detached signature with --raw.
+    Sign(cmd::trust::SignArgs),
+    /// Verify a DSSE envelope or a raw detached signature.
+    Verify(cmd::trust::VerifyArgs),
+    /// Sign and verify model manifests (OpenSSF model signing bundles).
+    #[command(subcommand)]
+    Manifest(cmd::trust::ManifestCommand),
+    /// Check the environment and decide PROCEED / PROCEED_SIMULATION / BLOCK.
+    Precheck(cmd::precheck::PrecheckArgs),
+    /// Run the demo scenario.
+    Demo,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result: Result<(), cmd::CliError> = match cli.command {
+        Command::Keys(c) => cmd::trust::keys(c),
+        Command::Sign(a) => cmd::trust::sign(a),
+        Command::Verify(a) => cmd::trust::verify(a),
+        Command::Manifest(c) => cmd::trust::manifest(c),
+        Command::Precheck(a) => cmd::precheck::run(a),
+        Command::Demo => cmd::demo::run(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
