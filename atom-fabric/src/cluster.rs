@@ -214,11 +214,6 @@ impl Cluster {
         id
     }
 
-    /// The id of a model name, if interned.
-    pub(crate) fn model_id(&self, name: &str) -> Option<u32> {
-        self.model_ids.get(name).copied()
-    }
-
     /// The name of an interned GPU model id.
     pub fn gpu_model_name(&self, id: u32) -> Option<&str> {
         self.models.get(id as usize).map(String::as_str)
@@ -402,8 +397,8 @@ impl Cluster {
         self.index_insert(idx);
     }
 
-    /// Returns one replica's resources. `last` removes the request from the node's residents.
-    pub(crate) fn release(&mut self, idx: u32, d: &Demand, mask: u64, request: u64, last: bool) {
+    /// Returns one replica's resources (see [`Cluster::remove_resident`]).
+    pub(crate) fn release(&mut self, idx: u32, d: &Demand, mask: u64) {
         self.index_remove(idx);
         let n = &mut self.nodes[idx as usize];
         n.cpu_used -= d.cpu;
@@ -414,10 +409,12 @@ impl Cluster {
                 *used -= d.milli;
             }
         }
-        if last {
-            n.residents.remove(&request);
-        }
         self.index_insert(idx);
+    }
+
+    /// Forgets that a request has replicas on a node.
+    pub(crate) fn remove_resident(&mut self, idx: u32, request: u64) {
+        self.nodes[idx as usize].residents.remove(&request);
     }
 
     /// Whether the node could ever hold the replica (capacity totals and constraints, ignoring
@@ -540,7 +537,7 @@ impl Cluster {
         let mut state = ScanState { best: None, feasible: 0, cands: std::mem::take(&mut scratch.candidates) };
         let first_wins = scorers.first_feasible_wins();
         let limit = limit.unwrap_or(usize::MAX).max(1);
-        let mut visit = |idx: u32, scratch: &mut ScoreScratch, st: &mut ScanState| -> bool {
+        let visit = |idx: u32, scratch: &mut ScoreScratch, st: &mut ScanState| -> bool {
             let n = &self.nodes[idx as usize];
             if !n.schedulable() || !self.static_ok(n, d, f) {
                 return true;
@@ -564,7 +561,7 @@ impl Cluster {
                     return false;
                 }
             }
-            st.feasible < limit
+            (st.feasible as usize) < limit
         };
         match scorers.scan_order() {
             ScanOrder::NodeOrder => {
@@ -642,7 +639,8 @@ mod tests {
         assert_eq!(c.node_at(idx).gpu_free_total(), 1750);
         assert!(c.gpu_index.contains(&(1750, idx)));
         assert!(c.cpu_index.contains(&(7000, idx)));
-        c.release(idx, &demand(1, 250, 1000), 0b10, 7, true);
+        c.release(idx, &demand(1, 250, 1000), 0b10);
+        c.remove_resident(idx, 7);
         assert!(c.gpu_index.contains(&(2000, idx)));
         assert_eq!(c.node_at(idx).residents().count(), 0);
     }

@@ -72,6 +72,9 @@ pub enum FabricError {
     /// The metrics registry failed to encode.
     #[error("metrics encoding failed")]
     Metrics,
+    /// The model store connector failed (which check, which file).
+    #[error("model store: {0}")]
+    ModelStore(#[from] crate::model_store::ModelStoreError),
 }
 
 /// Shorthand for results of this crate.

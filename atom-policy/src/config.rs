@@ -219,7 +219,8 @@ mod tests {
         assert_eq!(Mode::from_env(&env).unwrap(), Mode::new(PqcMode::Off, true));
         env.set("PQC_MODE", "quantum");
         assert!(Mode::from_env(&env).is_err());
-        env.set("PQC_MODE", "classical").set("SIMULATION_MODE", "maybe");
+        env.set("PQC_MODE", "classical")
+            .set("SIMULATION_MODE", "maybe");
         assert!(Mode::from_env(&env).is_err());
     }
 

@@ -118,16 +118,17 @@ impl Envelope {
                             s.keyid.clone()
                         },
                     })?;
-            let bytes = B64.decode(&s.sig).map_err(|e| {
-                VerifyError::Malformed(format!("signature {i} is not base64: {e}"))
-            })?;
+            let bytes = B64
+                .decode(&s.sig)
+                .map_err(|e| VerifyError::Malformed(format!("signature {i} is not base64: {e}")))?;
             sigs.push(ComponentSignature {
                 key_id: s.keyid.clone(),
                 algorithm: component.algorithm(),
                 bytes,
             });
         }
-        let verified = signature::verify(ring, mode, now, &pae(&self.payload_type, &payload), &sigs)?;
+        let verified =
+            signature::verify(ring, mode, now, &pae(&self.payload_type, &payload), &sigs)?;
         Ok((payload, verified))
     }
 

@@ -21,7 +21,9 @@ pub enum Error {
     #[error("invalid key: {0}")]
     KeyFormat(String),
     /// An algorithm name is not one we know.
-    #[error("unknown algorithm `{0}` (expected one of ml-dsa-44, ml-dsa-65, ml-dsa-87, ecdsa-p256, ed25519, hybrid)")]
+    #[error(
+        "unknown algorithm `{0}` (expected one of ml-dsa-44, ml-dsa-65, ml-dsa-87, ecdsa-p256, ed25519, hybrid)"
+    )]
     UnknownAlgorithm(String),
     /// The key cannot be used for what was asked (e.g. classical mode with an ML-DSA-only key).
     #[error("key {key_id} cannot be used here: {reason}")]

@@ -100,11 +100,18 @@ impl HybridKeyPair {
         let peer: [u8; 32] = ciphertext[MLKEM_CT..]
             .try_into()
             .map_err(|_| Error::Handshake("X25519 share must be 32 bytes".into()))?;
-        let dh = self.x25519.diffie_hellman(&x25519_dalek::PublicKey::from(peer));
+        let dh = self
+            .x25519
+            .diffie_hellman(&x25519_dalek::PublicKey::from(peer));
         if !dh.was_contributory() {
             return Err(Error::Handshake("X25519 share is a low-order point".into()));
         }
-        derive(kem_ss.as_bytes(), dh.as_bytes(), &self.public_bytes(), ciphertext)
+        derive(
+            kem_ss.as_bytes(),
+            dh.as_bytes(),
+            &self.public_bytes(),
+            ciphertext,
+        )
     }
 }
 
@@ -148,7 +155,12 @@ pub fn initiate(responder_public: &[u8]) -> Result<(Vec<u8>, SessionKey)> {
     }
     let mut ciphertext = ct.as_bytes().to_vec();
     ciphertext.extend_from_slice(eph_pub.as_bytes());
-    let key = derive(kem_ss.as_bytes(), dh.as_bytes(), responder_public, &ciphertext)?;
+    let key = derive(
+        kem_ss.as_bytes(),
+        dh.as_bytes(),
+        responder_public,
+        &ciphertext,
+    )?;
     Ok((ciphertext, key))
 }
 
@@ -180,7 +192,11 @@ pub struct SigningKeyInfo {
 }
 
 /// Runs a self-test exchange against `pair` and reports.
-pub fn report(pair: &HybridKeyPair, mode: Mode, signing: Option<SigningKeyInfo>) -> HandshakeReport {
+pub fn report(
+    pair: &HybridKeyPair,
+    mode: Mode,
+    signing: Option<SigningKeyInfo>,
+) -> HandshakeReport {
     let ok = initiate(&pair.public_bytes())
         .and_then(|(ct, k1)| pair.respond(&ct).map(|k2| k1.as_bytes() == k2.as_bytes()))
         .unwrap_or(false);
@@ -204,7 +220,11 @@ pub fn tls_provider(mode: Mode) -> rustls::crypto::CryptoProvider {
 }
 
 /// A TLS 1.3 server configuration for `mode` from a PEM certificate chain and private key.
-pub fn tls_server_config(cert_pem: &[u8], key_pem: &[u8], mode: Mode) -> Result<rustls::ServerConfig> {
+pub fn tls_server_config(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    mode: Mode,
+) -> Result<rustls::ServerConfig> {
     use rustls::pki_types::pem::PemObject as _;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs = CertificateDer::pem_slice_iter(cert_pem)
@@ -261,7 +281,10 @@ mod tests {
         bad[MLKEM_CT + 3] ^= 1;
         assert_ne!(pair.respond(&bad).unwrap().as_bytes(), k1.as_bytes());
         // Another responder cannot derive it.
-        assert_ne!(HybridKeyPair::generate().respond(&ct).unwrap().as_bytes(), k1.as_bytes());
+        assert_ne!(
+            HybridKeyPair::generate().respond(&ct).unwrap().as_bytes(),
+            k1.as_bytes()
+        );
         assert!(pair.respond(&ct[1..]).is_err());
         assert!(initiate(&public[1..]).is_err());
         // A low-order X25519 share is refused.

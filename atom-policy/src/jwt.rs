@@ -53,9 +53,13 @@ impl JwtAlgorithm {
 
     /// Parses `HS256`, `RS256` or `EdDSA`.
     pub fn parse(s: &str) -> Option<Self> {
-        [JwtAlgorithm::Hs256, JwtAlgorithm::Rs256, JwtAlgorithm::EdDsa]
-            .into_iter()
-            .find(|a| a.name().eq_ignore_ascii_case(s))
+        [
+            JwtAlgorithm::Hs256,
+            JwtAlgorithm::Rs256,
+            JwtAlgorithm::EdDsa,
+        ]
+        .into_iter()
+        .find(|a| a.name().eq_ignore_ascii_case(s))
     }
 }
 
@@ -183,7 +187,8 @@ impl JwtValidator {
 
     /// RS256 with an RSA public key in PEM.
     pub fn rs256_pem(public_pem: &[u8]) -> Result<Self, JwtError> {
-        let key = DecodingKey::from_rsa_pem(public_pem).map_err(|e| JwtError::Key(e.to_string()))?;
+        let key =
+            DecodingKey::from_rsa_pem(public_pem).map_err(|e| JwtError::Key(e.to_string()))?;
         Ok(Self::new(JwtAlgorithm::Rs256, key))
     }
 
@@ -229,7 +234,9 @@ impl JwtValidator {
             .next()
             .ok_or_else(|| JwtError::Malformed("empty token".into()))?;
         if token.split('.').count() != 3 {
-            return Err(JwtError::Malformed("expected three dot-separated parts".into()));
+            return Err(JwtError::Malformed(
+                "expected three dot-separated parts".into(),
+            ));
         }
         let header: serde_json::Value = B64URL
             .decode(header_b64)
@@ -317,12 +324,20 @@ impl JwtValidator {
             aud: self.audience.clone(),
             iss: self.issuer.clone(),
         };
-        issue(&claims, JwtAlgorithm::Hs256, &EncodingKey::from_secret(secret))
+        issue(
+            &claims,
+            JwtAlgorithm::Hs256,
+            &EncodingKey::from_secret(secret),
+        )
     }
 }
 
 /// Signs `claims` with `key` (any of the three algorithms).
-pub fn issue(claims: &TenantClaims, alg: JwtAlgorithm, key: &EncodingKey) -> Result<String, JwtError> {
+pub fn issue(
+    claims: &TenantClaims,
+    alg: JwtAlgorithm,
+    key: &EncodingKey,
+) -> Result<String, JwtError> {
     jsonwebtoken::encode(&Header::new(alg.to_jwt()), claims, key)
         .map_err(|e| JwtError::Key(e.to_string()))
 }
@@ -362,22 +377,54 @@ mod tests {
         let v = validator();
         let t = hs(&claims("t1"));
         assert_eq!(v.validate(&t, Some("t1"), 1_500).unwrap().tenant_id, "t1");
-        assert_eq!(v.validate(&t, Some("t1"), 2_000), Err(JwtError::Expired { exp: 2_000, now: 2_000 }));
-        assert_eq!(v.validate(&t, Some("t1"), 999), Err(JwtError::NotYetValid { nbf: 1_000, now: 999 }));
-        assert!(matches!(v.validate(&t, Some("t2"), 1_500), Err(JwtError::TenantMismatch { .. })));
+        assert_eq!(
+            v.validate(&t, Some("t1"), 2_000),
+            Err(JwtError::Expired {
+                exp: 2_000,
+                now: 2_000
+            })
+        );
+        assert_eq!(
+            v.validate(&t, Some("t1"), 999),
+            Err(JwtError::NotYetValid {
+                nbf: 1_000,
+                now: 999
+            })
+        );
+        assert!(matches!(
+            v.validate(&t, Some("t2"), 1_500),
+            Err(JwtError::TenantMismatch { .. })
+        ));
         let mut c = claims("t1");
         c.aud = Some("other".into());
-        assert!(matches!(v.validate(&hs(&c), None, 1_500), Err(JwtError::WrongAudience(_))));
+        assert!(matches!(
+            v.validate(&hs(&c), None, 1_500),
+            Err(JwtError::WrongAudience(_))
+        ));
         let mut c = claims("t1");
         c.iss = Some("https://evil.example".into());
-        assert!(matches!(v.validate(&hs(&c), None, 1_500), Err(JwtError::WrongIssuer(_))));
+        assert!(matches!(
+            v.validate(&hs(&c), None, 1_500),
+            Err(JwtError::WrongIssuer(_))
+        ));
         let mut c = claims("t1");
         c.aud = None;
-        assert_eq!(v.validate(&hs(&c), None, 1_500), Err(JwtError::MissingClaim("aud")));
+        assert_eq!(
+            v.validate(&hs(&c), None, 1_500),
+            Err(JwtError::MissingClaim("aud"))
+        );
         let mut c = claims("t1");
         c.exp = None;
-        assert_eq!(v.validate(&hs(&c), None, 1_500), Err(JwtError::MissingClaim("exp")));
-        let other = issue(&claims("t1"), JwtAlgorithm::Hs256, &EncodingKey::from_secret(b"another secret, also 32 bytes...")).unwrap();
+        assert_eq!(
+            v.validate(&hs(&c), None, 1_500),
+            Err(JwtError::MissingClaim("exp"))
+        );
+        let other = issue(
+            &claims("t1"),
+            JwtAlgorithm::Hs256,
+            &EncodingKey::from_secret(b"another secret, also 32 bytes..."),
+        )
+        .unwrap();
         assert_eq!(v.validate(&other, None, 1_500), Err(JwtError::BadSignature));
     }
 
@@ -386,10 +433,19 @@ mod tests {
         let header = B64URL.encode(br#"{"alg":"none","typ":"JWT"}"#);
         let body = B64URL.encode(serde_json::to_vec(&claims("t1")).unwrap());
         let token = format!("{header}.{body}.");
-        assert_eq!(validator().validate(&token, None, 1_500), Err(JwtError::NoneAlgorithm));
+        assert_eq!(
+            validator().validate(&token, None, 1_500),
+            Err(JwtError::NoneAlgorithm)
+        );
         let header = B64URL.encode(br#"{"alg":"NONE"}"#);
-        assert_eq!(validator().validate(&format!("{header}.{body}."), None, 1_500), Err(JwtError::NoneAlgorithm));
-        assert!(matches!(validator().validate("garbage", None, 1_500), Err(JwtError::Malformed(_))));
+        assert_eq!(
+            validator().validate(&format!("{header}.{body}."), None, 1_500),
+            Err(JwtError::NoneAlgorithm)
+        );
+        assert!(matches!(
+            validator().validate("garbage", None, 1_500),
+            Err(JwtError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -397,18 +453,42 @@ mod tests {
         use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
         let sk = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
         let priv_pem = sk.to_pkcs8_pem(Default::default()).unwrap();
-        let pub_pem = sk.verifying_key().to_public_key_pem(Default::default()).unwrap();
-        let v = JwtValidator::eddsa_pem(pub_pem.as_bytes()).unwrap().with_leeway(0);
+        let pub_pem = sk
+            .verifying_key()
+            .to_public_key_pem(Default::default())
+            .unwrap();
+        let v = JwtValidator::eddsa_pem(pub_pem.as_bytes())
+            .unwrap()
+            .with_leeway(0);
         let mut c = claims("t9");
         c.aud = None;
         c.iss = None;
-        let token = issue(&c, JwtAlgorithm::EdDsa, &EncodingKey::from_ed_pem(priv_pem.as_bytes()).unwrap()).unwrap();
-        assert_eq!(v.validate(&token, Some("t9"), 1_500).unwrap().sub.as_deref(), Some("user-1"));
+        let token = issue(
+            &c,
+            JwtAlgorithm::EdDsa,
+            &EncodingKey::from_ed_pem(priv_pem.as_bytes()).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            v.validate(&token, Some("t9"), 1_500)
+                .unwrap()
+                .sub
+                .as_deref(),
+            Some("user-1")
+        );
         // Algorithm confusion: an HS256 token keyed with the public key's PEM text.
-        let forged = issue(&c, JwtAlgorithm::Hs256, &EncodingKey::from_secret(pub_pem.as_bytes())).unwrap();
+        let forged = issue(
+            &c,
+            JwtAlgorithm::Hs256,
+            &EncodingKey::from_secret(pub_pem.as_bytes()),
+        )
+        .unwrap();
         assert_eq!(
             v.validate(&forged, Some("t9"), 1_500),
-            Err(JwtError::AlgorithmNotAllowed { found: "HS256".into(), expected: "EdDSA" })
+            Err(JwtError::AlgorithmNotAllowed {
+                found: "HS256".into(),
+                expected: "EdDSA"
+            })
         );
     }
 }

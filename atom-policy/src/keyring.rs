@@ -143,7 +143,10 @@ impl KeyRing {
 
     /// The active key (the most recently activated one).
     pub fn active(&self) -> Option<&TrustedKey> {
-        self.keys.iter().rev().find(|k| k.status == KeyStatus::Active)
+        self.keys
+            .iter()
+            .rev()
+            .find(|k| k.status == KeyStatus::Active)
     }
 
     /// The trusted key and component whose component key id is `key_id`.
@@ -181,12 +184,18 @@ impl KeyRing {
         };
         let new_id = new.key_id();
         if self.keys.iter().any(|k| k.key.key_id() == new_id) {
-            return Err(Error::Rotation(format!("key {new_id} is already in the ring")));
+            return Err(Error::Rotation(format!(
+                "key {new_id} is already in the ring"
+            )));
         }
         let grace_end = rotation.now.saturating_add(rotation.old_key_grace_secs);
         let mut old_key_id = None;
         let mut old_expires_at = None;
-        for k in self.keys.iter_mut().filter(|k| k.status == KeyStatus::Active) {
+        for k in self
+            .keys
+            .iter_mut()
+            .filter(|k| k.status == KeyStatus::Active)
+        {
             k.status = KeyStatus::Retired;
             let end = k.not_after.map_or(grace_end, |e| e.min(grace_end));
             k.not_after = Some(end);
@@ -294,7 +303,12 @@ mod tests {
         };
         let rec = ring.rotate(new.verifying_key(), &rot, mode).unwrap();
         assert_eq!(rec.old_key_id.as_deref(), Some(old.key_id().as_str()));
-        assert_eq!(rec.decision, Decision::Allow { policy: PolicyId::P3 });
+        assert_eq!(
+            rec.decision,
+            Decision::Allow {
+                policy: PolicyId::P3
+            }
+        );
         assert!(verify(&ring, mode, 1_499, b"artifact", &sigs).is_ok());
         match verify(&ring, mode, 1_500, b"artifact", &sigs) {
             Err(Error::Verify(VerifyError::ExpiredKey { expired_at, .. })) => {
@@ -323,13 +337,17 @@ mod tests {
             old_key_grace_secs: 10,
         };
         let new = SigningKey::generate(KeySpec::Single(Algorithm::Ed25519)).verifying_key();
-        assert!(ring
-            .rotate(new.clone(), &rot, Mode::new(PqcMode::Hybrid, false))
-            .is_err());
+        assert!(
+            ring.rotate(new.clone(), &rot, Mode::new(PqcMode::Hybrid, false))
+                .is_err()
+        );
         let rec = ring
             .rotate(new.clone(), &rot, Mode::new(PqcMode::Hybrid, true))
             .unwrap();
         assert!(matches!(rec.decision, Decision::AllowInSimulation { .. }));
-        assert!(ring.rotate(new, &rot, Mode::new(PqcMode::Hybrid, true)).is_err());
+        assert!(
+            ring.rotate(new, &rot, Mode::new(PqcMode::Hybrid, true))
+                .is_err()
+        );
     }
 }

@@ -197,7 +197,10 @@ impl PublicComponent {
         if self.algorithm != Algorithm::EcdsaP256 {
             return Err(Error::KeyUnsuitable {
                 key_id: self.key_id(),
-                reason: format!("PEM export is for ecdsa-p256 keys, this is {}", self.algorithm),
+                reason: format!(
+                    "PEM export is for ecdsa-p256 keys, this is {}",
+                    self.algorithm
+                ),
             });
         }
         let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(&self.bytes)
@@ -288,12 +291,19 @@ impl SecretComponent {
             Algorithm::MlDsa87 => gen_mldsa!(mldsa87),
             Algorithm::EcdsaP256 => {
                 let sk = p256::ecdsa::SigningKey::random(&mut OsRng);
-                let pk = sk.verifying_key().to_encoded_point(false).as_bytes().to_vec();
+                let pk = sk
+                    .verifying_key()
+                    .to_encoded_point(false)
+                    .as_bytes()
+                    .to_vec();
                 (pk, sk.to_bytes().to_vec())
             }
             Algorithm::Ed25519 => {
                 let sk = ed25519_dalek::SigningKey::generate(&mut OsRng);
-                (sk.verifying_key().to_bytes().to_vec(), sk.to_bytes().to_vec())
+                (
+                    sk.verifying_key().to_bytes().to_vec(),
+                    sk.to_bytes().to_vec(),
+                )
             }
         };
         Self {
@@ -340,7 +350,8 @@ impl SecretComponent {
         let bad = || Error::KeyFormat(format!("{alg} secret key has the wrong length"));
         macro_rules! sign_mldsa {
             ($m:ident) => {{
-                let sk = pqcrypto_mldsa::$m::SecretKey::from_bytes(&self.secret).map_err(|_| bad())?;
+                let sk =
+                    pqcrypto_mldsa::$m::SecretKey::from_bytes(&self.secret).map_err(|_| bad())?;
                 pqcrypto_mldsa::$m::detached_sign(message, &sk)
                     .as_bytes()
                     .to_vec()
@@ -496,9 +507,8 @@ impl SigningKey {
 
     /// Reads a key file.
     pub fn read(path: &Path) -> Result<Self> {
-        let text = Zeroizing::new(
-            std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?,
-        );
+        let text =
+            Zeroizing::new(std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?);
         Self::from_text(&text)
     }
 
@@ -575,7 +585,11 @@ impl VerifyingKey {
         let mut out = String::from("# atom-fabric public key\n");
         out.push_str(&header("public", &self.algorithm_label(), &self.key_id()));
         for c in &self.components {
-            out.push_str(&format!("public.{}: {}\n", c.algorithm, B64.encode(&c.bytes)));
+            out.push_str(&format!(
+                "public.{}: {}\n",
+                c.algorithm,
+                B64.encode(&c.bytes)
+            ));
         }
         out
     }
@@ -738,7 +752,10 @@ mod tests {
             let mut all = Vec::new();
             for c in key.components() {
                 all.extend_from_slice(c.public().raw());
-                assert_eq!(c.public().key_id(), hex::encode(Sha256::digest(c.public().raw())));
+                assert_eq!(
+                    c.public().key_id(),
+                    hex::encode(Sha256::digest(c.public().raw()))
+                );
             }
             assert_eq!(key.key_id(), hex::encode(Sha256::digest(&all)));
         }
@@ -753,13 +770,22 @@ mod tests {
         let b_secret = b_text.lines().find(|l| l.starts_with("secret.")).unwrap();
         let mixed: String = text
             .lines()
-            .map(|l| if l.starts_with("secret.") { b_secret } else { l })
+            .map(|l| {
+                if l.starts_with("secret.") {
+                    b_secret
+                } else {
+                    l
+                }
+            })
             .collect::<Vec<_>>()
             .join("\n");
         let err = SigningKey::from_text(&mixed).unwrap_err().to_string();
         assert!(err.contains("does not match"), "{err}");
 
-        let wrong_id = a.verifying_key().to_text().replace(&a.key_id(), &b.key_id());
+        let wrong_id = a
+            .verifying_key()
+            .to_text()
+            .replace(&a.key_id(), &b.key_id());
         let err = VerifyingKey::from_text(&wrong_id).unwrap_err().to_string();
         assert!(err.contains("key-id line says"), "{err}");
         assert!(SigningKey::from_text(&a.verifying_key().to_text()).is_err());

@@ -24,16 +24,17 @@
 //! # Ok::<(), atom_policy::Error>(())
 //! ```
 
+pub mod audit;
 pub mod config;
-pub mod merkle;
-pub mod note;
 pub mod dsse;
-pub mod handshake;
 mod error;
+pub mod handshake;
 pub mod jwt;
 pub mod keyring;
 pub mod keys;
 pub mod manifest;
+pub mod merkle;
+pub mod note;
 pub mod policy;
 pub mod precheck;
 pub mod signature;

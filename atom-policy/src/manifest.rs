@@ -176,7 +176,10 @@ pub fn list_files(dir: &Path, ignore: &[String]) -> Result<Vec<(String, u64)>> {
                     reason: "not valid UTF-8".into(),
                 })?
                 .replace(std::path::MAIN_SEPARATOR, "/");
-            if ignore.iter().any(|i| name == *i || name.starts_with(&format!("{i}/"))) {
+            if ignore
+                .iter()
+                .any(|i| name == *i || name.starts_with(&format!("{i}/")))
+            {
                 continue;
             }
             let ft = entry
@@ -228,7 +231,12 @@ impl ModelManifest {
             .unwrap_or("model")
             .to_owned();
         let mut ignore: Vec<String> = DEFAULT_IGNORED.iter().map(|s| s.to_string()).collect();
-        ignore.extend(options.ignore_paths.iter().map(|p| p.trim_end_matches('/').to_owned()));
+        ignore.extend(
+            options
+                .ignore_paths
+                .iter()
+                .map(|p| p.trim_end_matches('/').to_owned()),
+        );
         let listed = list_files(dir, &ignore)?;
         let progress = options.progress.as_deref();
         let files = listed
@@ -336,7 +344,9 @@ impl ModelManifest {
                 .into());
             }
             if r.digest.len() != 64 || hex::decode(&r.digest).is_err() {
-                return Err(malformed(&format!("digest of {} is not 64 hex digits", r.name)).into());
+                return Err(
+                    malformed(&format!("digest of {} is not 64 hex digits", r.name)).into(),
+                );
             }
             if r.name.starts_with('/') || r.name.split('/').any(|c| c == ".." || c.is_empty()) {
                 return Err(ManifestError::BadPath {
@@ -493,8 +503,8 @@ impl SignedBundle {
     /// Signs a manifest. In hybrid mode the key must be ECDSA P-256 + ML-DSA so that the reference
     /// verifier (which checks only the first, ECDSA, signature) accepts the bundle.
     pub fn sign(manifest: &ModelManifest, key: &SigningKey, mode: Mode) -> Result<Self> {
-        let payload = serde_json::to_vec(&manifest.statement()?)
-            .map_err(|e| Error::json("statement", e))?;
+        let payload =
+            serde_json::to_vec(&manifest.statement()?).map_err(|e| Error::json("statement", e))?;
         let envelope = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &payload, key, mode)?;
         let hint = key.classical().and_then(|c| pem_hint(c.public()));
         Ok(Self {
@@ -508,17 +518,25 @@ impl SignedBundle {
     }
 
     /// Verifies the signatures and parses the manifest, without looking at any files.
-    pub fn verify_signature(&self, ring: &KeyRing, mode: Mode, now: u64) -> Result<(ModelManifest, Vec<String>)> {
-        if !self.media_type.starts_with("application/vnd.dev.sigstore.bundle") {
+    pub fn verify_signature(
+        &self,
+        ring: &KeyRing,
+        mode: Mode,
+        now: u64,
+    ) -> Result<(ModelManifest, Vec<String>)> {
+        if !self
+            .media_type
+            .starts_with("application/vnd.dev.sigstore.bundle")
+        {
             return Err(ManifestError::Unsupported {
                 what: "bundle media type",
                 found: self.media_type.clone(),
             }
             .into());
         }
-        let (payload, verified) = self
-            .dsse_envelope
-            .verify(ring, mode, now, IN_TOTO_PAYLOAD_TYPE)?;
+        let (payload, verified) =
+            self.dsse_envelope
+                .verify(ring, mode, now, IN_TOTO_PAYLOAD_TYPE)?;
         if let Some(hint) = &self.verification_material.public_key.hint {
             let ecdsa_hints: Vec<String> = verified
                 .key_ids
@@ -562,7 +580,9 @@ impl SignedBundle {
             p(actual.files.iter().map(|f| f.size).sum());
         }
         expected.check_against(&actual)?;
-        actual.files.retain(|f| expected.files.iter().any(|e| e.name == f.name));
+        actual
+            .files
+            .retain(|f| expected.files.iter().any(|e| e.name == f.name));
         Ok(VerifiedManifest {
             model_name: expected.model_name,
             files: actual.files,
@@ -637,7 +657,9 @@ mod tests {
 
         std::fs::write(dir.path().join("sub/y"), b"!").unwrap();
         match b.verify_dir(dir.path(), &ring, mode, 0, &opts) {
-            Err(Error::Manifest(ManifestError::DigestMismatch { file, .. })) => assert_eq!(file, "sub/y"),
+            Err(Error::Manifest(ManifestError::DigestMismatch { file, .. })) => {
+                assert_eq!(file, "sub/y")
+            }
             other => panic!("{other:?}"),
         }
         std::fs::remove_file(dir.path().join("sub/y")).unwrap();
@@ -660,7 +682,9 @@ mod tests {
         std::fs::rename(dir.path().join("a_b"), dir.path().join("a-b")).unwrap();
 
         // Wrong key.
-        let other = KeyRing::trusting(SigningKey::generate(KeySpec::Hybrid(Algorithm::MlDsa44)).verifying_key());
+        let other = KeyRing::trusting(
+            SigningKey::generate(KeySpec::Hybrid(Algorithm::MlDsa44)).verifying_key(),
+        );
         assert!(matches!(
             b.verify_dir(dir.path(), &other, mode, 0, &opts),
             Err(Error::Verify(VerifyError::UnknownKey { .. }))

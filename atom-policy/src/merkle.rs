@@ -310,12 +310,10 @@ pub fn consistency_proof_len(old: u64, new: u64) -> usize {
 }
 
 fn to_hash(bytes: &[u8], role: HashRole) -> Result<Hash, ProofError> {
-    bytes
-        .try_into()
-        .map_err(|_| ProofError::WrongHashLength {
-            role,
-            len: bytes.len(),
-        })
+    bytes.try_into().map_err(|_| ProofError::WrongHashLength {
+        role,
+        len: bytes.len(),
+    })
 }
 
 fn proof_hashes<P: AsRef<[u8]>>(proof: &[P]) -> Result<Vec<Hash>, ProofError> {

@@ -120,7 +120,9 @@ pub enum NoteError {
         computed: u32,
     },
     /// A signature type we do not implement.
-    #[error("unsupported signature type 0x{0:02x} (supported: 0x01 Ed25519, 0x06 ML-DSA-44 cosignature)")]
+    #[error(
+        "unsupported signature type 0x{0:02x} (supported: 0x01 Ed25519, 0x06 ML-DSA-44 cosignature)"
+    )]
     UnsupportedType(u8),
     /// Key material of the wrong length for its type.
     #[error("key material for type 0x{key_type:02x} has {len} bytes, expected {expected}")]
@@ -167,7 +169,9 @@ pub enum NoteError {
         known: String,
     },
     /// A key that must sign (hybrid mode) has no signature line.
-    #[error("missing signature by required key {name} (key id {key_id:08x}, type 0x{key_type:02x})")]
+    #[error(
+        "missing signature by required key {name} (key id {key_id:08x}, type 0x{key_type:02x})"
+    )]
     MissingSignature {
         /// Key name.
         name: String,
@@ -444,10 +448,7 @@ pub fn cosigned_message(
         u8::try_from(s.len())
             .ok()
             .filter(|&l| l > 0)
-            .ok_or(NoteError::NameLength {
-                what,
-                len: s.len(),
-            })
+            .ok_or(NoteError::NameLength { what, len: s.len() })
     };
     let nl = name_len("cosigner name", cosigner)?;
     let ol = name_len("log origin", &cp.origin)?;
@@ -465,7 +466,7 @@ pub fn cosigned_message(
 }
 
 enum SecretKind {
-    Ed25519(ed25519_dalek::SigningKey),
+    Ed25519(Box<ed25519_dalek::SigningKey>),
     MlDsa44 {
         sk: Box<mldsa44::SecretKey>,
         pk: Box<mldsa44::PublicKey>,
@@ -501,7 +502,7 @@ impl NoteSigner {
         Ok(Self {
             name: name.to_string(),
             key_id,
-            kind: SecretKind::Ed25519(sk),
+            kind: SecretKind::Ed25519(Box::new(sk)),
         })
     }
 
@@ -531,8 +532,10 @@ impl NoteSigner {
                 expected: MLDSA44_PUBLIC_KEY_LEN,
             });
         }
-        let sk = mldsa44::SecretKey::from_bytes(secret_key).map_err(|_| NoteError::InvalidKey(t))?;
-        let pk = mldsa44::PublicKey::from_bytes(public_key).map_err(|_| NoteError::InvalidKey(t))?;
+        let sk =
+            mldsa44::SecretKey::from_bytes(secret_key).map_err(|_| NoteError::InvalidKey(t))?;
+        let pk =
+            mldsa44::PublicKey::from_bytes(public_key).map_err(|_| NoteError::InvalidKey(t))?;
         // The expanded secret key carries rho (its first 32 bytes), which is also the first
         // 32 bytes of the public key: a cheap check that the two belong together.
         if secret_key[..32] != public_key[..32] {
@@ -853,10 +856,7 @@ impl Note {
     pub fn verify_all(&self, verifiers: &[NoteVerifier]) -> Result<Vec<Verified>, NoteError> {
         let ok = self.verify_any(verifiers)?;
         for v in verifiers {
-            if !ok
-                .iter()
-                .any(|o| o.name == v.name && o.key_id == v.key_id)
-            {
+            if !ok.iter().any(|o| o.name == v.name && o.key_id == v.key_id) {
                 return Err(NoteError::MissingSignature {
                     name: v.name.clone(),
                     key_id: v.key_id,
@@ -922,7 +922,12 @@ impl Checkpoint {
 
     /// The note text: origin, size, base64 root, extensions, each ending in a newline.
     pub fn to_text(&self) -> String {
-        let mut s = format!("{}\n{}\n{}\n", self.origin, self.size, B64.encode(self.root));
+        let mut s = format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            B64.encode(self.root)
+        );
         for e in &self.extensions {
             s.push_str(e);
             s.push('\n');
@@ -938,7 +943,10 @@ impl Checkpoint {
         };
         let lines: Vec<&str> = body.split('\n').collect();
         if lines.len() < 3 {
-            return Err(bad(lines.len() + 1, "a checkpoint has at least three lines"));
+            return Err(bad(
+                lines.len() + 1,
+                "a checkpoint has at least three lines",
+            ));
         }
         if lines[0].is_empty() {
             return Err(bad(1, "origin is empty"));

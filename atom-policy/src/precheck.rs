@@ -139,9 +139,17 @@ fn redact_password(value: &str) -> String {
 /// values enter as their own SHA-256 so the hash never helps guess them.
 pub fn env_sha256(env: &Env) -> String {
     let mut text = String::new();
-    for name in VARIABLES.iter().copied().collect::<std::collections::BTreeSet<_>>() {
+    for name in VARIABLES
+        .iter()
+        .copied()
+        .collect::<std::collections::BTreeSet<_>>()
+    {
         if let Some(v) = env.get(name) {
-            let v = if is_secret_name(name) { sha256_hex(v.as_bytes()) } else { v.to_owned() };
+            let v = if is_secret_name(name) {
+                sha256_hex(v.as_bytes())
+            } else {
+                v.to_owned()
+            };
             text.push_str(&format!("{name}={v}\n"));
         }
     }
@@ -165,8 +173,16 @@ pub fn dsn_host_port(dsn: &str) -> Option<(String, u16)> {
                 None => (hostport.to_owned(), ""),
             }
         };
-        let port = if port.is_empty() { 5432 } else { port.parse().ok()? };
-        let host = if host.is_empty() { "localhost".into() } else { host };
+        let port = if port.is_empty() {
+            5432
+        } else {
+            port.parse().ok()?
+        };
+        let host = if host.is_empty() {
+            "localhost".into()
+        } else {
+            host
+        };
         return Some((host, port));
     }
     let mut host = None;
@@ -228,19 +244,32 @@ pub fn run(env: &Env, defaults: &Env, options: &PrecheckOptions) -> PrecheckRepo
     let mut checks = BTreeMap::new();
     let mut reasons = Vec::new();
 
-    let postgres = match effective.get("POSTGRES_DSN").filter(|d| !d.trim().is_empty()) {
+    let postgres = match effective
+        .get("POSTGRES_DSN")
+        .filter(|d| !d.trim().is_empty())
+    {
         None => "MISSING".to_owned(),
         Some(dsn) => probe_postgres(dsn, options.postgres_timeout),
     };
-    let vault = if effective.is_set("VAULT_ADDR") { "UP" } else { "MISSING" };
+    let vault = if effective.is_set("VAULT_ADDR") {
+        "UP"
+    } else {
+        "MISSING"
+    };
     let pqc_key = key_check(&effective, "VAULT_PQC_KEY_PATH");
     let cosign = key_check(&effective, "COSIGN_KEY_PATH");
     let gpu_nodes = match effective.get("GPU_NODES").map(str::trim) {
         None | Some("") => "NONE".to_owned(),
         Some("auto") => "auto".to_owned(),
-        Some(list) => format!("{} configured", list.split(',').filter(|s| !s.trim().is_empty()).count()),
+        Some(list) => format!(
+            "{} configured",
+            list.split(',').filter(|s| !s.trim().is_empty()).count()
+        ),
     };
-    let provider = effective.get("QUANTUM_PROVIDER").unwrap_or("local").to_owned();
+    let provider = effective
+        .get("QUANTUM_PROVIDER")
+        .unwrap_or("local")
+        .to_owned();
     let quantum = match provider.as_str() {
         "" | "local" | "mock" => "local statevector simulator (built in)".to_owned(),
         other => format!("{other} (external provider, registered at run time)"),
@@ -269,7 +298,9 @@ pub fn run(env: &Env, defaults: &Env, options: &PrecheckOptions) -> PrecheckRepo
         reasons.push("Vault: VAULT_ADDR not set".into());
     }
     if !key_ok {
-        reasons.push(format!("signing key: VAULT_PQC_KEY_PATH {pqc_key}, COSIGN_KEY_PATH {cosign}"));
+        reasons.push(format!(
+            "signing key: VAULT_PQC_KEY_PATH {pqc_key}, COSIGN_KEY_PATH {cosign}"
+        ));
     }
     let explicit_sim = parse_bool(&effective, "SIMULATION_MODE").ok().flatten();
     let gpus_ok = gpu_nodes != "NONE";
@@ -282,12 +313,15 @@ pub fn run(env: &Env, defaults: &Env, options: &PrecheckOptions) -> PrecheckRepo
         Some(true) => (Outcome::ProceedSimulation, true, false),
         Some(false) if infra_ok && gpus_ok => (Outcome::Proceed, false, false),
         Some(false) => {
-            reasons.push("SIMULATION_MODE=false is set explicitly, so missing infrastructure blocks".into());
+            reasons.push(
+                "SIMULATION_MODE=false is set explicitly, so missing infrastructure blocks".into(),
+            );
             (Outcome::Block, false, false)
         }
         None if infra_ok && gpus_ok => (Outcome::Proceed, false, false),
         None => {
-            reasons.push("critical infrastructure missing: SIMULATION_MODE switched to true".into());
+            reasons
+                .push("critical infrastructure missing: SIMULATION_MODE switched to true".into());
             (Outcome::ProceedSimulation, true, true)
         }
     };
@@ -333,22 +367,30 @@ mod tests {
     fn proceed_when_everything_is_there() {
         let dir = tempfile::tempdir().unwrap();
         let key_path = dir.path().join("signing.key");
-        SigningKey::generate(KeySpec::Hybrid(Algorithm::MlDsa65)).write(&key_path).unwrap();
+        SigningKey::generate(KeySpec::Hybrid(Algorithm::MlDsa65))
+            .write(&key_path)
+            .unwrap();
         let (port, h) = fake_postgres();
         let mut env = Env::new();
-        env.set("POSTGRES_DSN", format!("postgresql://atom:hunter2@127.0.0.1:{port}/atom"))
-            .set("VAULT_ADDR", "http://127.0.0.1:8200")
-            .set("VAULT_PQC_KEY_PATH", key_path.to_str().unwrap())
-            .set("GPU_NODES", "gpu-1,gpu-2")
-            .set("SIMULATION_MODE", "false")
-            .set("OPENAI_KEY", "sk-very-secret");
+        env.set(
+            "POSTGRES_DSN",
+            format!("postgresql://atom:hunter2@127.0.0.1:{port}/atom"),
+        )
+        .set("VAULT_ADDR", "http://127.0.0.1:8200")
+        .set("VAULT_PQC_KEY_PATH", key_path.to_str().unwrap())
+        .set("GPU_NODES", "gpu-1,gpu-2")
+        .set("SIMULATION_MODE", "false")
+        .set("OPENAI_KEY", "sk-very-secret");
         let r = run(&env, &Env::new(), &PrecheckOptions::default());
         h.join().unwrap();
         assert_eq!(r.decision, Outcome::Proceed, "{r:?}");
         assert_eq!(r.checks["postgres"], "REACHABLE");
         assert_eq!(r.checks["gpu_nodes"], "2 configured");
         let json = serde_json::to_string(&r).unwrap();
-        assert!(!json.contains("hunter2") && !json.contains("sk-very-secret"), "{json}");
+        assert!(
+            !json.contains("hunter2") && !json.contains("sk-very-secret"),
+            "{json}"
+        );
         assert_eq!(r.environment["OPENAI_KEY"], "<REDACTED>");
     }
 
@@ -361,11 +403,17 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        env.set("POSTGRES_DSN", format!("host=127.0.0.1 port={port} password=pw"));
+        env.set(
+            "POSTGRES_DSN",
+            format!("host=127.0.0.1 port={port} password=pw"),
+        );
         let r = run(&env, &Env::new(), &PrecheckOptions::default());
         assert_eq!(r.decision, Outcome::Block);
         assert!(r.checks["postgres"].starts_with("ERROR"), "{:?}", r.checks);
-        assert_eq!(r.environment["POSTGRES_DSN"], format!("host=127.0.0.1 port={port} password=<REDACTED>"));
+        assert_eq!(
+            r.environment["POSTGRES_DSN"],
+            format!("host=127.0.0.1 port={port} password=<REDACTED>")
+        );
     }
 
     #[test]
@@ -382,11 +430,20 @@ mod tests {
 
     #[test]
     fn dsn_forms() {
-        assert_eq!(dsn_host_port("postgres://u:p@db.example:6543/x"), Some(("db.example".into(), 6543)));
-        assert_eq!(dsn_host_port("postgresql://[::1]/x"), Some(("::1".into(), 5432)));
+        assert_eq!(
+            dsn_host_port("postgres://u:p@db.example:6543/x"),
+            Some(("db.example".into(), 6543))
+        );
+        assert_eq!(
+            dsn_host_port("postgresql://[::1]/x"),
+            Some(("::1".into(), 5432))
+        );
         assert_eq!(dsn_host_port("host=h port=1"), Some(("h".into(), 1)));
         assert_eq!(dsn_host_port("postgres://h:notaport/x"), None);
-        assert_eq!(redact("X", "postgres://u:p@h/db"), "postgres://u:<REDACTED>@h/db");
+        assert_eq!(
+            redact("X", "postgres://u:p@h/db"),
+            "postgres://u:<REDACTED>@h/db"
+        );
         assert!(is_secret_name("OPENAI_KEY") && !is_secret_name("COSIGN_KEY_PATH"));
     }
 }

@@ -117,9 +117,10 @@ pub fn sign(key: &SigningKey, mode: Mode, message: &[u8]) -> Result<Vec<Componen
     let components = match mode.pqc {
         PqcMode::Off => return Ok(Vec::new()),
         PqcMode::Classical => {
-            vec![key
-                .classical()
-                .ok_or_else(|| unsuitable("PQC_MODE=classical needs a classical component"))?]
+            vec![
+                key.classical()
+                    .ok_or_else(|| unsuitable("PQC_MODE=classical needs a classical component"))?,
+            ]
         }
         PqcMode::Hybrid => {
             let c = key.classical();

@@ -15,7 +15,8 @@ const SPEC_NOTE: &str = "This is an example message.\n\n\u{2014} example.com/foo
 
 /// golang.org/x/mod/sumdb/note package documentation example (Ed25519 is deterministic, so
 /// signing the same text with the same key must reproduce the signature exactly).
-const GO_SKEY: &str = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
+const GO_SKEY: &str =
+    "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
 const GO_VKEY: &str = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW";
 const GO_TEXT: &str = "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n";
 const GO_SIG_LINE: &str = "\u{2014} PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n";
@@ -39,7 +40,10 @@ fn spec_example_verifies() {
 fn spec_example_tampered_is_rejected_naming_the_key() {
     let v = NoteVerifier::from_vkey(SPEC_VKEY).unwrap();
     let tampered = SPEC_NOTE.replace("example message", "example massage");
-    let err = Note::parse(&tampered).unwrap().verify_any(&[v]).unwrap_err();
+    let err = Note::parse(&tampered)
+        .unwrap()
+        .verify_any(&[v])
+        .unwrap_err();
     assert_eq!(
         err,
         NoteError::BadSignature {
@@ -65,7 +69,9 @@ fn go_signer_key_reproduces_go_signature() {
 #[test]
 fn key_id_definition() {
     // The spec's vkey: id = SHA-256(name || 0x0A || 0x01 || pk)[:4].
-    let raw = B64.decode("AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k").unwrap();
+    let raw = B64
+        .decode("AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k")
+        .unwrap();
     assert_eq!(key_id("example.com/foo", raw[0], &raw[1..]), 0x530d903a);
 }
 
@@ -98,8 +104,10 @@ fn malformed_notes_and_keys_name_the_check() {
         NoteError::MalformedSignatureLine { line: 1, .. }
     ));
     assert!(matches!(
-        NoteVerifier::from_vkey("example.com/foo+530d903b+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k")
-            .unwrap_err(),
+        NoteVerifier::from_vkey(
+            "example.com/foo+530d903b+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k"
+        )
+        .unwrap_err(),
         NoteError::KeyIdMismatch {
             stated: 0x530d903b,
             computed: 0x530d903a,
@@ -212,19 +220,28 @@ fn tampered_checkpoint_body_fails_both() {
         CheckpointMode::Hybrid,
     )
     .unwrap_err();
-    assert!(matches!(err, NoteError::BadSignature { key_type: 1, .. }), "{err}");
+    assert!(
+        matches!(err, NoteError::BadSignature { key_type: 1, .. }),
+        "{err}"
+    );
     let err = Note::parse(&tampered)
         .unwrap()
         .verify_all(&[ml.verifier()])
         .unwrap_err();
-    assert!(matches!(err, NoteError::BadSignature { key_type: 6, .. }), "{err}");
+    assert!(
+        matches!(err, NoteError::BadSignature { key_type: 6, .. }),
+        "{err}"
+    );
 }
 
 #[test]
 fn mldsa_signer_key_roundtrip() {
     let ml = NoteSigner::generate_mldsa44("atom.example/audit").unwrap();
     let skey = ml.to_signer_key();
-    assert!(skey.starts_with(&format!("PRIVATE+KEY+atom.example/audit+{:08x}+", ml.key_id())));
+    assert!(skey.starts_with(&format!(
+        "PRIVATE+KEY+atom.example/audit+{:08x}+",
+        ml.key_id()
+    )));
     let back = NoteSigner::from_signer_key(&skey).unwrap();
     assert_eq!(back.verifier().to_vkey(), ml.verifier().to_vkey());
     let vk = NoteVerifier::from_vkey(&ml.verifier().to_vkey()).unwrap();

@@ -506,7 +506,7 @@ mod tests {
 
     #[test]
     fn controlled_form_matches_matrix() {
-        let params = [0.3];
+        let params = [0.3, 0.1, -0.2, 0.5];
         for &g in GateKind::ALL {
             if let Some((nc, base)) = g.controlled_form(&params[..g.num_params()]) {
                 let full = controlled(&base, nc);

@@ -18,6 +18,9 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     // Command groups are added here, one variant per module in `cmd/`.
+    /// Parse, export and simulate OpenQASM 2.0 circuits.
+    #[command(subcommand)]
+    Qasm(cmd::qasm::QasmCommand),
     /// Generate and inspect signing keys.
     #[command(subcommand)]
     Keys(cmd::trust::KeysCommand),
@@ -30,19 +33,31 @@ enum Command {
     Manifest(cmd::trust::ManifestCommand),
     /// Check the environment and decide PROCEED / PROCEED_SIMULATION / BLOCK.
     Precheck(cmd::precheck::PrecheckArgs),
+    /// Tamper-evident audit log: append, checkpoint, prove, verify.
+    #[command(subcommand)]
+    Audit(cmd::audit::AuditCommand),
+    /// Pull signed model versions from the model store, and roll back.
+    #[command(subcommand)]
+    Model(cmd::model::ModelCommand),
     /// Run the demo scenario.
     Demo,
+    /// Replay a GPU-sharing cluster trace and compare placement scorers.
+    Replay(cmd::replay::ReplayArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: Result<(), cmd::CliError> = match cli.command {
+        Command::Qasm(c) => cmd::qasm::run(c),
         Command::Keys(c) => cmd::trust::keys(c),
         Command::Sign(a) => cmd::trust::sign(a),
         Command::Verify(a) => cmd::trust::verify(a),
         Command::Manifest(c) => cmd::trust::manifest(c),
         Command::Precheck(a) => cmd::precheck::run(a),
+        Command::Audit(c) => cmd::audit::run(c),
         Command::Demo => cmd::demo::run(),
+        Command::Model(c) => cmd::model::run(c),
+        Command::Replay(a) => cmd::replay::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

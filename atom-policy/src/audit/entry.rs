@@ -30,8 +30,8 @@ impl KeyedId {
     /// HMAC-SHA256 of `identifier` under the tenant's identifier key.
     pub fn derive(key: &[u8], identifier: &str) -> Self {
         #[allow(clippy::expect_used)]
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
-            .expect("HMAC accepts keys of any length");
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts keys of any length");
         mac.update(identifier.as_bytes());
         Self(format!(
             "hmac-sha256:{}",
@@ -48,9 +48,9 @@ impl KeyedId {
 impl TryFrom<String> for KeyedId {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        let ok = s
-            .strip_prefix("hmac-sha256:")
-            .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
+        let ok = s.strip_prefix("hmac-sha256:").is_some_and(|h| {
+            h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        });
         if ok {
             Ok(Self(s))
         } else {
@@ -249,20 +249,35 @@ mod tests {
     #[test]
     fn raw_identifiers_and_free_text_are_rejected() {
         let base = r#"{"action":"job.dispatch","actor":{"tenant":"acme","principal":"alice@example.com"},"decision":{"outcome":"allow","policies":["P1"]},"subject":{"kind":"job","id":"hmac-sha256:5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"},"time":1,"v":1}"#;
-        assert!(matches!(AuditEntry::from_json(base), Err(AuditError::EntryJson(_))));
+        assert!(matches!(
+            AuditEntry::from_json(base),
+            Err(AuditError::EntryJson(_))
+        ));
         let extra = base.replace(r#""time":1"#, r#""time":1,"input":"raw""#);
-        assert!(matches!(AuditEntry::from_json(&extra), Err(AuditError::EntryJson(_))));
+        assert!(matches!(
+            AuditEntry::from_json(&extra),
+            Err(AuditError::EntryJson(_))
+        ));
         let ok = base.replace(r#","principal":"alice@example.com""#, "");
         AuditEntry::from_json(&ok).unwrap();
-        let text = ok.replace(r#""outcome":"allow""#, r#""outcome":"allow","reason":"Because Bob said so""#);
+        let text = ok.replace(
+            r#""outcome":"allow""#,
+            r#""outcome":"allow","reason":"Because Bob said so""#,
+        );
         assert!(matches!(
             AuditEntry::from_json(&text),
-            Err(AuditError::InvalidEntry { field: "decision.reason", .. })
+            Err(AuditError::InvalidEntry {
+                field: "decision.reason",
+                ..
+            })
         ));
         let unsorted = ok.replace(r#"["P1"]"#, r#"["P5","P2"]"#);
         assert!(matches!(
             AuditEntry::from_json(&unsorted),
-            Err(AuditError::InvalidEntry { field: "decision.policies", .. })
+            Err(AuditError::InvalidEntry {
+                field: "decision.policies",
+                ..
+            })
         ));
     }
 }

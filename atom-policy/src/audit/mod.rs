@@ -16,7 +16,8 @@ mod store;
 
 pub use entry::{Actor, AuditEntry, Decision, KeyedId, Outcome, Subject, payload_digest};
 pub use log::{
-    Appended, AuditLog, LogConfig, OpenOptions, Recovery, SyncPolicy, VerifyReport, verify_log,
+    Appended, AuditLog, DEFAULT_PROOF_CACHE, LogConfig, OpenOptions, Recovery, SyncPolicy,
+    VerifyReport, verify_log,
 };
 pub use record::{Fault as RecordFault, crc32c};
 
@@ -62,7 +63,9 @@ pub enum AuditError {
         fault: record::Fault,
     },
     /// Records the log has committed to (indexed, or covered by a checkpoint) are missing.
-    #[error("log truncated: record {index} is missing or incomplete ({expected} records expected, {found} found)")]
+    #[error(
+        "log truncated: record {index} is missing or incomplete ({expected} records expected, {found} found)"
+    )]
     Truncated {
         /// First missing record.
         index: u64,
@@ -111,7 +114,9 @@ pub enum AuditError {
         need: u64,
     },
     /// The signed checkpoint covers more records than the log holds.
-    #[error("signed checkpoint has size {checkpoint_size} but the log holds {log_size} records (record {log_size} missing)")]
+    #[error(
+        "signed checkpoint has size {checkpoint_size} but the log holds {log_size} records (record {log_size} missing)"
+    )]
     CheckpointAhead {
         /// Checkpoint size.
         checkpoint_size: u64,
@@ -119,7 +124,9 @@ pub enum AuditError {
         log_size: u64,
     },
     /// The tree rebuilt from the records does not have the signed root.
-    #[error("records 0..{size} do not hash to the root signed in the checkpoint (computed {computed})")]
+    #[error(
+        "records 0..{size} do not hash to the root signed in the checkpoint (computed {computed})"
+    )]
     CheckpointMismatch {
         /// Checkpoint size.
         size: u64,

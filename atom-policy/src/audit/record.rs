@@ -19,7 +19,11 @@ const CRC_TABLE: [u32; 256] = {
         let mut c = i as u32;
         let mut k = 0;
         while k < 8 {
-            c = if c & 1 == 1 { (c >> 1) ^ 0x82F6_3B78 } else { c >> 1 };
+            c = if c & 1 == 1 {
+                (c >> 1) ^ 0x82F6_3B78
+            } else {
+                c >> 1
+            };
             k += 1;
         }
         t[i] = c;
@@ -112,7 +116,10 @@ mod tests {
         let mut v = Vec::new();
         encode(b"hello", &mut v);
         let h: [u8; HEADER_LEN] = v[..HEADER_LEN].try_into().unwrap_or([0; HEADER_LEN]);
-        let hd = parse_header(&h).unwrap_or(Header { len: 0, payload_crc: 0 });
+        let hd = parse_header(&h).unwrap_or(Header {
+            len: 0,
+            payload_crc: 0,
+        });
         assert_eq!(hd.len, 5);
         assert_eq!(hd.payload_crc, crc32c(b"hello"));
         let mut bad = h;

@@ -23,12 +23,12 @@ pub(crate) struct ItemFile {
     buf: Vec<u8>,
 }
 
-pub(crate) fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> AuditError + '_ {
-    move |source| AuditError::Io {
-        op,
-        path: path.to_path_buf(),
-        source,
-    }
+pub(crate) fn io_err(
+    op: &'static str,
+    path: &Path,
+) -> impl FnOnce(io::Error) -> AuditError + use<> {
+    let path = path.to_path_buf();
+    move |source| AuditError::Io { op, path, source }
 }
 
 impl ItemFile {
@@ -63,11 +63,6 @@ impl ItemFile {
         })
     }
 
-    /// Items in the file plus the buffer.
-    pub(crate) fn count(&self) -> u64 {
-        self.stored + (self.buf.len() / self.item) as u64
-    }
-
     /// Append one item.
     pub(crate) fn push(&mut self, bytes: &[u8]) -> Result<(), AuditError> {
         debug_assert_eq!(bytes.len(), self.item);
@@ -98,6 +93,32 @@ impl ItemFile {
                 }),
             }
         }
+    }
+
+    /// Read items `start..start + out.len() / item` into `out` (one read for the file part).
+    pub(crate) fn read_many(&self, start: u64, out: &mut [u8]) -> Result<(), AuditError> {
+        let n = (out.len() / self.item) as u64;
+        let in_file = self.stored.saturating_sub(start).min(n);
+        let split = in_file as usize * self.item;
+        let (a, b) = out.split_at_mut(split);
+        if !a.is_empty() {
+            self.file
+                .read_exact_at(a, start * self.item as u64)
+                .map_err(io_err("read", &self.path))?;
+        }
+        if !b.is_empty() {
+            let off = ((start + in_file - self.stored) as usize) * self.item;
+            let src = self
+                .buf
+                .get(off..off + b.len())
+                .ok_or_else(|| AuditError::Io {
+                    op: "read",
+                    path: self.path.clone(),
+                    source: io::Error::new(io::ErrorKind::UnexpectedEof, "items beyond end"),
+                })?;
+            b.copy_from_slice(src);
+        }
+        Ok(())
     }
 
     /// Write the buffer to the file (no fsync).

@@ -169,7 +169,10 @@ impl PolicyEngine {
         for (name, value) in fields {
             let lname = name.to_ascii_lowercase();
             if RAW.contains(&lname.as_str()) {
-                return deny(PolicyId::P1, format!("field `{name}` would carry raw input"));
+                return deny(
+                    PolicyId::P1,
+                    format!("field `{name}` would carry raw input"),
+                );
             }
             if let Some(kind) = pii_kind(value) {
                 return deny(PolicyId::P1, format!("field `{name}` looks like {kind}"));
@@ -198,14 +201,22 @@ impl PolicyEngine {
 
     /// P3: production promotion and key rotation need `approved_by` unless in simulation;
     /// autoscaling and failover run for real only when explicitly not dry-run and approved.
-    pub fn p3_execution(&self, action: RiskyAction, approved_by: Option<&str>, dry_run: bool) -> Decision {
+    pub fn p3_execution(
+        &self,
+        action: RiskyAction,
+        approved_by: Option<&str>,
+        dry_run: bool,
+    ) -> Decision {
         let approved = approved_by.is_some_and(|a| !a.trim().is_empty());
         match action {
             RiskyAction::ProductionPromotion | RiskyAction::KeyRotation => {
                 if approved {
                     allow(PolicyId::P3)
                 } else {
-                    self.relax(PolicyId::P3, format!("{} without approved_by", action.name()))
+                    self.relax(
+                        PolicyId::P3,
+                        format!("{} without approved_by", action.name()),
+                    )
                 }
             }
             RiskyAction::Autoscale | RiskyAction::Failover => {
@@ -214,7 +225,10 @@ impl PolicyEngine {
                 } else {
                     deny(
                         PolicyId::P3,
-                        format!("{} applied for real needs approved_by (default is dry-run)", action.name()),
+                        format!(
+                            "{} applied for real needs approved_by (default is dry-run)",
+                            action.name()
+                        ),
                     )
                 }
             }
@@ -263,7 +277,10 @@ impl PolicyEngine {
         if est.latency_ms > budget {
             return deny(
                 PolicyId::P6,
-                format!("estimated {} ms exceeds the {budget} ms budget", est.latency_ms),
+                format!(
+                    "estimated {} ms exceeds the {budget} ms budget",
+                    est.latency_ms
+                ),
             );
         }
         allow(PolicyId::P6)
@@ -276,7 +293,9 @@ impl PolicyEngine {
         } else {
             deny(
                 PolicyId::P7,
-                format!("snapshot digest {actual_sha256} does not match recorded {expected_sha256}"),
+                format!(
+                    "snapshot digest {actual_sha256} does not match recorded {expected_sha256}"
+                ),
             )
         }
     }
@@ -291,15 +310,24 @@ fn pii_kind(value: &str) -> Option<&'static str> {
         }
     }
     let parts: Vec<&str> = v.split('.').collect();
-    if parts.len() == 4 && parts.iter().all(|p| !p.is_empty() && p.len() <= 3 && p.parse::<u8>().is_ok()) {
+    if parts.len() == 4
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 3 && p.parse::<u8>().is_ok())
+    {
         return Some("an IP address");
     }
     let digits = v.chars().filter(char::is_ascii_digit).count();
-    let only_phone_chars = v.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c));
+    let only_phone_chars = v
+        .chars()
+        .all(|c| c.is_ascii_digit() || " +-().".contains(c));
     if only_phone_chars && (13..=19).contains(&digits) && luhn(v) {
         return Some("a card number");
     }
-    if only_phone_chars && (9..=15).contains(&digits) && (v.starts_with('+') || v.contains(' ') || v.contains('-')) {
+    if only_phone_chars
+        && (9..=15).contains(&digits)
+        && (v.starts_with('+') || v.contains(' ') || v.contains('-'))
+    {
         return Some("a phone number");
     }
     None
@@ -308,7 +336,11 @@ fn pii_kind(value: &str) -> Option<&'static str> {
 fn luhn(s: &str) -> bool {
     let mut sum = 0;
     for (i, d) in s.chars().rev().filter_map(|c| c.to_digit(10)).enumerate() {
-        let d = if i % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d };
+        let d = if i % 2 == 1 {
+            if d * 2 > 9 { d * 2 - 9 } else { d * 2 }
+        } else {
+            d
+        };
         sum += d;
     }
     sum % 10 == 0
@@ -326,7 +358,14 @@ mod tests {
     #[test]
     fn p1_detects_pii_and_raw_fields() {
         let e = engine(false);
-        assert!(e.p1_telemetry(&[("tenant", "t1"), ("model", "resnet50"), ("latency_ms", "12")]).is_allowed());
+        assert!(
+            e.p1_telemetry(&[
+                ("tenant", "t1"),
+                ("model", "resnet50"),
+                ("latency_ms", "12")
+            ])
+            .is_allowed()
+        );
         for (k, v) in [
             ("user", "alice@example.com"),
             ("client", "192.168.1.20"),
@@ -337,7 +376,10 @@ mod tests {
             assert!(!e.p1_telemetry(&[(k, v)]).is_allowed(), "{k}={v}");
         }
         // A version string is not an IP; a 12-digit id without separators is not a phone.
-        assert!(e.p1_telemetry(&[("v", "1.2.3"), ("id", "123456789012")]).is_allowed());
+        assert!(
+            e.p1_telemetry(&[("v", "1.2.3"), ("id", "123456789012")])
+                .is_allowed()
+        );
         let h = e.p1_hash_identifier("t1", "alice@example.com");
         assert!(h.starts_with("h:") && h.len() == 34 && !h.contains("alice"));
         assert!(e.p1_telemetry(&[("user", &h)]).is_allowed());
@@ -348,7 +390,8 @@ mod tests {
     #[test]
     fn p1_hash_is_hmac_sha256() {
         // RFC 4231 test case 2: HMAC-SHA256(key="Jefe", "what do ya want for nothing?").
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(b"Jefe").unwrap_or_else(|_| unreachable!());
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(b"Jefe").unwrap_or_else(|_| unreachable!());
         mac.update(b"what do ya want for nothing?");
         assert_eq!(
             hex::encode(mac.finalize().into_bytes()),
@@ -357,7 +400,8 @@ mod tests {
         let mut key = [0u8; 32];
         key[..4].copy_from_slice(b"Jefe");
         let e = PolicyEngine::new(Mode::default(), Budgets::default(), key);
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).unwrap_or_else(|_| unreachable!());
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&key).unwrap_or_else(|_| unreachable!());
         mac.update(b"t\0u");
         let full = hex::encode(mac.finalize().into_bytes());
         assert_eq!(e.p1_hash_identifier("t", "u"), format!("h:{}", &full[..32]));
@@ -367,17 +411,40 @@ mod tests {
     fn simulation_relaxes_only_what_it_may() {
         let prod = engine(false);
         let sim = engine(true);
-        assert!(matches!(prod.p2_signed(Err("unsigned".into())), Decision::Deny { .. }));
-        assert!(matches!(sim.p2_signed(Err("unsigned".into())), Decision::AllowInSimulation { .. }));
-        assert!(matches!(prod.p3_execution(RiskyAction::ProductionPromotion, None, false), Decision::Deny { .. }));
-        assert!(matches!(prod.p3_execution(RiskyAction::ProductionPromotion, Some("bob"), false), Decision::Allow { .. }));
-        assert!(prod.p3_execution(RiskyAction::Autoscale, None, true).is_allowed());
-        assert!(!prod.p3_execution(RiskyAction::Failover, None, false).is_allowed());
+        assert!(matches!(
+            prod.p2_signed(Err("unsigned".into())),
+            Decision::Deny { .. }
+        ));
+        assert!(matches!(
+            sim.p2_signed(Err("unsigned".into())),
+            Decision::AllowInSimulation { .. }
+        ));
+        assert!(matches!(
+            prod.p3_execution(RiskyAction::ProductionPromotion, None, false),
+            Decision::Deny { .. }
+        ));
+        assert!(matches!(
+            prod.p3_execution(RiskyAction::ProductionPromotion, Some("bob"), false),
+            Decision::Allow { .. }
+        ));
+        assert!(
+            prod.p3_execution(RiskyAction::Autoscale, None, true)
+                .is_allowed()
+        );
+        assert!(
+            !prod
+                .p3_execution(RiskyAction::Failover, None, false)
+                .is_allowed()
+        );
         assert!(!prod.p5_tenant(None, "t1").is_allowed());
         assert!(sim.p5_tenant(None, "t1").is_allowed());
         assert!(!sim.p5_tenant(Some("t2"), "t1").is_allowed());
         // P6 and P7 are never relaxed.
-        let big = ResourceEstimate { kind: JobKind::Quantum, latency_ms: 1, memory_bytes: statevector_bytes(31, 16).unwrap_or(u64::MAX) };
+        let big = ResourceEstimate {
+            kind: JobKind::Quantum,
+            latency_ms: 1,
+            memory_bytes: statevector_bytes(31, 16).unwrap_or(u64::MAX),
+        };
         assert!(!sim.p6_budget(&big, None).is_allowed());
         assert!(!sim.p7_snapshot("aa", "bb").is_allowed());
         assert!(sim.p7_snapshot("AA", "aa").is_allowed());
@@ -390,9 +457,17 @@ mod tests {
         assert_eq!(statevector_bytes(30, 16), Some(16 << 30));
         assert_eq!(statevector_bytes(64, 16), None);
         let e = engine(false);
-        let fits = ResourceEstimate { kind: JobKind::Quantum, latency_ms: 1_999, memory_bytes: statevector_bytes(30, 16).unwrap_or(0) };
+        let fits = ResourceEstimate {
+            kind: JobKind::Quantum,
+            latency_ms: 1_999,
+            memory_bytes: statevector_bytes(30, 16).unwrap_or(0),
+        };
         assert!(e.p6_budget(&fits, None).is_allowed());
-        let slow = ResourceEstimate { kind: JobKind::Neural, latency_ms: 1_001, memory_bytes: 1 };
+        let slow = ResourceEstimate {
+            kind: JobKind::Neural,
+            latency_ms: 1_001,
+            memory_bytes: 1,
+        };
         assert!(!e.p6_budget(&slow, None).is_allowed());
         assert!(e.p6_budget(&slow, Some(5_000)).is_allowed());
     }

@@ -36,7 +36,10 @@ impl PolicyMatrix {
     /// An empty matrix with a row for every policy.
     pub fn new() -> Self {
         Self {
-            rows: PolicyId::ALL.into_iter().map(|p| (p, MatrixRow::default())).collect(),
+            rows: PolicyId::ALL
+                .into_iter()
+                .map(|p| (p, MatrixRow::default()))
+                .collect(),
         }
     }
 
@@ -112,7 +115,9 @@ impl PolicyMatrix {
 
     /// The matrix as a Markdown table.
     pub fn to_markdown(&self) -> String {
-        let mut out = String::from("| policy | status | pass | block | simulated | reasons |\n|---|---|---|---|---|---|\n");
+        let mut out = String::from(
+            "| policy | status | pass | block | simulated | reasons |\n|---|---|---|---|---|---|\n",
+        );
         for p in PolicyId::ALL {
             let r = self.row(p);
             let reasons = r.reasons.join("; ").replace('|', "\\|");

@@ -29,15 +29,26 @@ fn scenario(work: &std::path::Path) -> Result<(), CliError> {
     let io = |e: std::io::Error| CliError::failed(format!("demo files: {e}"));
     let now = super::trust::now();
     let mode = Mode::new(PqcMode::Hybrid, false);
-    let engine = PolicyEngine::new(mode, Budgets::default(), *b"atom-fabric demo P1 hashing key!");
+    let engine = PolicyEngine::new(
+        mode,
+        Budgets::default(),
+        *b"atom-fabric demo P1 hashing key!",
+    );
     let mut matrix = PolicyMatrix::new();
 
     step(1, "generate a hybrid ECDSA P-256 + ML-DSA-65 signing key");
     let key = SigningKey::generate(KeySpec::Hybrid(Algorithm::MlDsa65));
-    println!("    key {} ({})", &key.key_id()[..16], key.algorithm_label());
+    println!(
+        "    key {} ({})",
+        &key.key_id()[..16],
+        key.algorithm_label()
+    );
     let mut ring = KeyRing::trusting(key.verifying_key());
 
-    step(2, "sign a model manifest (OpenSSF model signing bundle, hybrid signatures)");
+    step(
+        2,
+        "sign a model manifest (OpenSSF model signing bundle, hybrid signatures)",
+    );
     let model = work.join("resnet-tiny");
     std::fs::create_dir_all(model.join("weights")).map_err(io)?;
     std::fs::write(model.join("config.json"), br#"{"layers":4}"#).map_err(io)?;
@@ -48,7 +59,14 @@ fn scenario(work: &std::path::Path) -> Result<(), CliError> {
         println!("    {:24} sha256 {}", f.name, &f.digest[..16]);
     }
     let verified = bundle.verify_dir(&model, &ring, mode, now, &HashOptions::default());
-    println!("    verify: {}", if verified.is_ok() { "OK (ECDSA + ML-DSA)" } else { "FAILED" });
+    println!(
+        "    verify: {}",
+        if verified.is_ok() {
+            "OK (ECDSA + ML-DSA)"
+        } else {
+            "FAILED"
+        }
+    );
     matrix.record(&engine.p2_signed(verified.map(|_| ()).map_err(|e| e.to_string())));
 
     step(3, "tamper with one weight file and verify again");
@@ -69,13 +87,24 @@ fn scenario(work: &std::path::Path) -> Result<(), CliError> {
 
     step(5, "rotate the signing key (P3 needs approved_by)");
     let next = SigningKey::generate(KeySpec::Hybrid(Algorithm::MlDsa65));
-    let unapproved = Rotation { approved_by: None, now, old_key_grace_secs: 86_400 };
+    let unapproved = Rotation {
+        approved_by: None,
+        now,
+        old_key_grace_secs: 86_400,
+    };
     match ring.rotate(next.verifying_key(), &unapproved, mode) {
         Err(e) => println!("    without approval: {e}"),
-        Ok(_) => return Err(CliError::failed("unapproved rotation accepted: this is a bug")),
+        Ok(_) => {
+            return Err(CliError::failed(
+                "unapproved rotation accepted: this is a bug",
+            ));
+        }
     }
     matrix.record(&engine.p3_execution(RiskyAction::KeyRotation, None, false));
-    let approved = Rotation { approved_by: Some("security-officer".into()), ..unapproved };
+    let approved = Rotation {
+        approved_by: Some("security-officer".into()),
+        ..unapproved
+    };
     let record = ring.rotate(next.verifying_key(), &approved, mode)?;
     println!(
         "    approved by security-officer: new key {}, old key verifies until {}",
@@ -96,12 +125,32 @@ fn scenario(work: &std::path::Path) -> Result<(), CliError> {
     matrix.record(&engine.p5_tenant(ok.as_deref().ok(), "t1"));
     let cross = jwt.validate(&token, Some("t2"), now);
     println!("    t1 token for t1: {:?}", ok.map_err(|e| e.to_string()));
-    println!("    t1 token for t2: {}", cross.as_ref().err().map_or("accepted (bug)".to_owned(), |e| e.to_string()));
-    matrix.record(&engine.p5_tenant(cross.ok().map(|c| c.tenant_id).as_deref().or(Some("t1")), "t2"));
+    println!(
+        "    t1 token for t2: {}",
+        cross
+            .as_ref()
+            .err()
+            .map_or("accepted (bug)".to_owned(), |e| e.to_string())
+    );
+    matrix.record(&engine.p5_tenant(
+        cross.ok().map(|c| c.tenant_id).as_deref().or(Some("t1")),
+        "t2",
+    ));
 
-    step(7, "budgets (P6), telemetry (P1), observability (P4), snapshots (P7)");
-    let fits = ResourceEstimate { kind: JobKind::Quantum, latency_ms: 150, memory_bytes: statevector_bytes(20, 16).unwrap_or(u64::MAX) };
-    let huge = ResourceEstimate { kind: JobKind::Quantum, latency_ms: 150, memory_bytes: statevector_bytes(34, 16).unwrap_or(u64::MAX) };
+    step(
+        7,
+        "budgets (P6), telemetry (P1), observability (P4), snapshots (P7)",
+    );
+    let fits = ResourceEstimate {
+        kind: JobKind::Quantum,
+        latency_ms: 150,
+        memory_bytes: statevector_bytes(20, 16).unwrap_or(u64::MAX),
+    };
+    let huge = ResourceEstimate {
+        kind: JobKind::Quantum,
+        latency_ms: 150,
+        memory_bytes: statevector_bytes(34, 16).unwrap_or(u64::MAX),
+    };
     for (label, est) in [("20-qubit circuit", fits), ("34-qubit circuit", huge)] {
         let d = engine.p6_budget(&est, None);
         println!("    {label}: {d:?}");
@@ -113,7 +162,9 @@ fn scenario(work: &std::path::Path) -> Result<(), CliError> {
     println!("    user id in telemetry: {user}");
     matrix.record(&engine.p4_observability(&["/health", "/metrics", "/schedule"]));
     let original = &manifest.files[1].digest;
-    let now_digest = ModelManifest::hash_dir(&model, &HashOptions::default())?.files[1].digest.clone();
+    let now_digest = ModelManifest::hash_dir(&model, &HashOptions::default())?.files[1]
+        .digest
+        .clone();
     matrix.record(&engine.p7_snapshot(original, &now_digest));
 
     step(8, "post-quantum handshake bridge (X25519 + ML-KEM-768)");
@@ -121,7 +172,10 @@ fn scenario(work: &std::path::Path) -> Result<(), CliError> {
     let report = handshake::report(
         &pair,
         mode,
-        Some(SigningKeyInfo { algorithm: next.algorithm_label(), key_id: next.key_id() }),
+        Some(SigningKeyInfo {
+            algorithm: next.algorithm_label(),
+            key_id: next.key_id(),
+        }),
     );
     println!("    {}", serde_json::to_string(&report).unwrap_or_default());
 

@@ -1,7 +1,11 @@
 //! Command groups of the `atom` CLI.
 
+pub mod audit;
 pub mod demo;
+pub mod model;
 pub mod precheck;
+pub mod qasm;
+pub mod replay;
 pub mod trust;
 
 /// An error from any `atom` command: a message for the user and an exit code.
@@ -17,12 +21,18 @@ pub struct CliError {
 impl CliError {
     /// A failed check or operation (exit code 1).
     pub fn failed(message: impl Into<String>) -> Self {
-        Self { message: message.into(), code: 1 }
+        Self {
+            message: message.into(),
+            code: 1,
+        }
     }
 
     /// Bad input or usage (exit code 2).
     pub fn input(message: impl Into<String>) -> Self {
-        Self { message: message.into(), code: 2 }
+        Self {
+            message: message.into(),
+            code: 2,
+        }
     }
 
     /// The process exit code.

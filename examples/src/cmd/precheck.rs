@@ -24,7 +24,8 @@ pub struct PrecheckArgs {
 pub fn load_defaults(path: &Path) -> Result<(Env, Option<String>), CliError> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok((
-            Env::parse_dotenv(&text).map_err(|e| CliError::input(format!("{}: {e}", path.display())))?,
+            Env::parse_dotenv(&text)
+                .map_err(|e| CliError::input(format!("{}: {e}", path.display())))?,
             Some(path.display().to_string()),
         )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((Env::new(), None)),

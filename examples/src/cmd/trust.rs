@@ -72,6 +72,31 @@ pub enum KeysCommand {
         #[arg(long, default_value = "pq")]
         component: String,
     },
+    /// Start a key ring (JSON) trusting a public key as the active key.
+    Trust {
+        /// The key ring file to create.
+        #[arg(long)]
+        ring: PathBuf,
+        /// The public key to trust.
+        #[arg(long = "pub")]
+        public: PathBuf,
+    },
+    /// Rotate the ring's active key to a new one (P3: needs --approved-by unless SIMULATION_MODE=true).
+    /// Prints the rotation record for the audit log.
+    Rotate {
+        /// The key ring file (updated in place).
+        #[arg(long)]
+        ring: PathBuf,
+        /// The new public key.
+        #[arg(long = "new")]
+        new_key: PathBuf,
+        /// Who approved the rotation.
+        #[arg(long)]
+        approved_by: Option<String>,
+        /// How long the retired key keeps verifying, in days.
+        #[arg(long, default_value_t = 30)]
+        grace_days: u64,
+    },
 }
 
 /// Runs `atom keys`.
@@ -127,6 +152,48 @@ pub fn keys(cmd: KeysCommand) -> Result<(), CliError> {
             }
             Ok(())
         }
+        KeysCommand::Trust { ring, public } => {
+            if ring.exists() {
+                return Err(CliError::input(format!(
+                    "{} exists already",
+                    ring.display()
+                )));
+            }
+            let key = VerifyingKey::read(&public)?;
+            let text = KeyRing::trusting(key.clone()).to_json();
+            std::fs::write(&ring, text + "\n")
+                .map_err(|e| CliError::failed(format!("write {}: {e}", ring.display())))?;
+            println!(
+                "key ring {} trusts {} as active",
+                ring.display(),
+                key.key_id()
+            );
+            Ok(())
+        }
+        KeysCommand::Rotate {
+            ring,
+            new_key,
+            approved_by,
+            grace_days,
+        } => {
+            let mut keyring = KeyRing::load(&ring)?;
+            let new = VerifyingKey::read(&new_key)?;
+            let rotation = atom_policy::keyring::Rotation {
+                approved_by,
+                now: now(),
+                old_key_grace_secs: grace_days.saturating_mul(86_400),
+            };
+            let record = keyring.rotate(new, &rotation, mode(None)?)?;
+            // Write the new ring atomically: a crash leaves the old or the new ring, never half.
+            let tmp = ring.with_extension("json.tmp");
+            std::fs::write(&tmp, keyring.to_json() + "\n")
+                .and_then(|()| std::fs::rename(&tmp, &ring))
+                .map_err(|e| CliError::failed(format!("write {}: {e}", ring.display())))?;
+            let json = serde_json::to_string_pretty(&record)
+                .map_err(|e| CliError::failed(e.to_string()))?;
+            println!("{json}");
+            Ok(())
+        }
     }
 }
 
@@ -170,7 +237,10 @@ pub fn sign(args: SignArgs) -> Result<(), CliError> {
             "{e}; use --raw for a single-algorithm signature, or a hybrid key"
         ))
     })?;
-    write_out(args.out.as_deref(), format!("{}\n", env.to_json()).as_bytes())
+    write_out(
+        args.out.as_deref(),
+        format!("{}\n", env.to_json()).as_bytes(),
+    )
 }
 
 /// `atom verify`
@@ -235,7 +305,11 @@ pub fn verify(args: VerifyArgs) -> Result<(), CliError> {
     println!(
         "OK: {} signature(s) verified under PQC_MODE={} by {}",
         verified.key_ids.len(),
-        if mode.pqc == PqcMode::Off { "off" } else { mode.pqc.as_str() },
+        if mode.pqc == PqcMode::Off {
+            "off"
+        } else {
+            mode.pqc.as_str()
+        },
         verified.key_ids.join(", ")
     );
     Ok(())
@@ -293,9 +367,14 @@ fn progress_bar(total: u64) -> Option<indicatif::ProgressBar> {
 
 fn ignore_relative_to(dir: &Path, out: &Path) -> Option<String> {
     let dir = dir.canonicalize().ok()?;
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let out = parent.canonicalize().ok()?.join(out.file_name()?);
-    out.strip_prefix(&dir).ok().map(|p| p.to_string_lossy().replace('\\', "/"))
+    out.strip_prefix(&dir)
+        .ok()
+        .map(|p| p.to_string_lossy().replace('\\', "/"))
 }
 
 /// Runs `atom manifest`.
@@ -321,7 +400,9 @@ pub fn manifest(cmd: ManifestCommand) -> Result<(), CliError> {
             let started = std::time::Instant::now();
             let opts = HashOptions {
                 ignore_paths,
-                progress: bar.clone().map(|b| Box::new(move |n| b.inc(n)) as Box<dyn Fn(u64) + Sync + Send>),
+                progress: bar
+                    .clone()
+                    .map(|b| Box::new(move |n| b.inc(n)) as Box<dyn Fn(u64) + Sync + Send>),
             };
             let manifest = ModelManifest::hash_dir(&dir, &opts)?;
             if let Some(b) = bar {

@@ -1,0 +1,462 @@
+//! Scorers: the pluggable second half of filter-then-score, and their weighted combination.
+//!
+//! Every built-in scorer returns a value where higher is better (0..=100 for the normalised
+//! ones). A [`ScorerSet`] combines scorers by weight and says in which order to scan nodes.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use crate::cluster::{ClusterStats, Demand, Node};
+use crate::model::{Constraints, ScoreBreakdown, ScorePart};
+use crate::workload::{WorkloadDistribution, cpu_fit_mask, expected_fragmentation};
+
+/// Round-trip times between regions, for the latency filter and scorer.
+///
+/// ```
+/// use atom_fabric::LatencyTable;
+/// let t = LatencyTable::new(2).with("eu-west", "us-east", 80);
+/// assert_eq!(t.rtt_ms("us-east", "eu-west"), Some(80));
+/// assert_eq!(t.rtt_ms("eu-west", "eu-west"), Some(2));
+/// assert_eq!(t.rtt_ms("eu-west", "ap-south"), None);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatencyTable {
+    /// Round trip inside one region (ms).
+    pub same_region_ms: u32,
+    /// Round trips between regions (ms); looked up in both directions.
+    pub rtt_ms: BTreeMap<String, BTreeMap<String, u32>>,
+}
+
+impl LatencyTable {
+    /// A table with only the intra-region round trip.
+    pub fn new(same_region_ms: u32) -> Self {
+        Self { same_region_ms, rtt_ms: BTreeMap::new() }
+    }
+
+    /// Adds a symmetric round trip.
+    pub fn with(mut self, a: &str, b: &str, ms: u32) -> Self {
+        self.rtt_ms.entry(a.to_string()).or_default().insert(b.to_string(), ms);
+        self
+    }
+
+    /// The round trip between two regions, if known.
+    pub fn rtt_ms(&self, a: &str, b: &str) -> Option<u32> {
+        if a == b {
+            return Some(self.same_region_ms);
+        }
+        self.rtt_ms
+            .get(a)
+            .and_then(|m| m.get(b))
+            .or_else(|| self.rtt_ms.get(b).and_then(|m| m.get(a)))
+            .copied()
+    }
+}
+
+/// What a scorer may look at besides the node.
+#[derive(Debug, Clone, Copy)]
+pub struct ScoreContext<'a> {
+    /// Cluster-wide maxima and totals.
+    pub stats: &'a ClusterStats,
+    /// The workload's GPU request distribution.
+    pub workload: &'a WorkloadDistribution,
+    /// Region round-trip table.
+    pub latency: &'a LatencyTable,
+    /// The request's constraints.
+    pub constraints: &'a Constraints,
+    /// The request's model id (for locality).
+    pub model_id: &'a str,
+}
+
+/// Reusable scratch space: candidate buffers and the fragmentation cache.
+#[derive(Debug, Default)]
+pub struct ScoreScratch {
+    pub(crate) candidates: Vec<u64>,
+    frag_memo: HashMap<FragKey, f64>,
+    memo_version: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FragKey {
+    model: u32,
+    fit: u64,
+    n: u8,
+    free: [u16; 8],
+}
+
+/// A scoring function for one replica on one node with a chosen device set.
+///
+/// Implement it to plug in a new criterion; combine with [`ScorerSet::with`].
+pub trait Scorer: fmt::Debug + Send + Sync {
+    /// A short name used in score breakdowns.
+    fn name(&self) -> &str;
+    /// Higher is better. `devices` is a bit mask of the node's GPU devices the replica would use.
+    fn score(&self, node: &Node, demand: &Demand, devices: u64, ctx: &ScoreContext<'_>, scratch: &mut ScoreScratch) -> f64;
+}
+
+fn utilisation_after(node: &Node, d: &Demand) -> f64 {
+    let spec = node.spec();
+    let mut sum = 0.0;
+    let mut k = 0.0;
+    if spec.cpu_milli > 0 {
+        sum += (spec.cpu_milli - node.cpu_free() + d.cpu) as f64 / spec.cpu_milli as f64;
+        k += 1.0;
+    }
+    if spec.memory_mib > 0 {
+        sum += (spec.memory_mib - node.mem_free() + d.mem) as f64 / spec.memory_mib as f64;
+        k += 1.0;
+    }
+    if node.gpu_count() > 0 {
+        let cap = node.gpu_capacity() as f64;
+        sum += (cap - node.gpu_free_total() as f64 + d.gpu_total() as f64) / cap;
+        k += 1.0;
+    }
+    if k == 0.0 { 0.0 } else { 100.0 * sum / k }
+}
+
+/// Most-allocated (kube-scheduler `MostAllocated`): prefers nodes that end up fullest.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BinPack;
+impl Scorer for BinPack {
+    fn name(&self) -> &str {
+        "bin_pack"
+    }
+    fn score(&self, node: &Node, d: &Demand, _: u64, _: &ScoreContext<'_>, _: &mut ScoreScratch) -> f64 {
+        utilisation_after(node, d)
+    }
+}
+
+/// Least-allocated (kube-scheduler `LeastAllocated`): prefers the emptiest nodes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Spread;
+impl Scorer for Spread {
+    fn name(&self) -> &str {
+        "spread"
+    }
+    fn score(&self, node: &Node, d: &Demand, _: u64, _: &ScoreContext<'_>, _: &mut ScoreScratch) -> f64 {
+        100.0 - utilisation_after(node, d)
+    }
+}
+
+/// GPU-fragmentation-aware: prefers the placement that least increases the node's expected GPU
+/// fragmentation against the learned workload distribution (FGD). 50 means no change; each
+/// milli-GPU of added fragmentation costs 0.05 points (a whole GPU: 50).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Fragmentation;
+
+impl Fragmentation {
+    fn frag(devs: &mut [(u32, u32)], cpu_free: u64, mem_free: u64, w: &WorkloadDistribution, scratch: &mut ScoreScratch) -> f64 {
+        let types = w.frozen();
+        let fit = cpu_fit_mask(types, cpu_free, mem_free);
+        let uniform = devs.len() <= 8 && devs.iter().all(|&(m, _)| m == devs[0].0);
+        if !uniform || devs.is_empty() {
+            return expected_fragmentation(devs, fit, types);
+        }
+        if scratch.memo_version != w.version() || scratch.frag_memo.len() > 1 << 20 {
+            scratch.frag_memo.clear();
+            scratch.memo_version = w.version();
+        }
+        let mut free = [0u16; 8];
+        for (slot, &(_, f)) in free.iter_mut().zip(devs.iter()) {
+            *slot = f as u16;
+        }
+        free[..devs.len()].sort_unstable();
+        let key = FragKey { model: devs[0].0, fit, n: devs.len() as u8, free };
+        if let Some(&v) = scratch.frag_memo.get(&key) {
+            return v;
+        }
+        let v = expected_fragmentation(devs, fit, types);
+        scratch.frag_memo.insert(key, v);
+        v
+    }
+}
+
+impl Scorer for Fragmentation {
+    fn name(&self) -> &str {
+        "fragmentation"
+    }
+    fn score(&self, node: &Node, d: &Demand, devices: u64, ctx: &ScoreContext<'_>, scratch: &mut ScoreScratch) -> f64 {
+        let n = node.gpu_count();
+        if n == 0 {
+            return 50.0;
+        }
+        let mut devs = [(0u32, 0u32); crate::model::MAX_GPUS_PER_NODE];
+        for (i, slot) in devs.iter_mut().enumerate().take(n) {
+            *slot = (node.gpu_model(i), node.gpu_free(i));
+        }
+        let before = Self::frag(&mut devs[..n], node.cpu_free(), node.mem_free(), ctx.workload, scratch);
+        for (i, slot) in devs.iter_mut().enumerate().take(n) {
+            *slot = (node.gpu_model(i), node.gpu_free(i));
+            if devices & (1u64 << i) != 0 {
+                slot.1 -= d.milli;
+            }
+        }
+        let after = Self::frag(&mut devs[..n], node.cpu_free() - d.cpu, node.mem_free() - d.mem, ctx.workload, scratch);
+        50.0 - (after - before) / 20.0
+    }
+}
+
+/// Cost: cheaper devices score higher (`price_per_device_hour` label; unpriced nodes score 100).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cost;
+impl Scorer for Cost {
+    fn name(&self) -> &str {
+        "cost"
+    }
+    fn score(&self, node: &Node, _: &Demand, _: u64, ctx: &ScoreContext<'_>, _: &mut ScoreScratch) -> f64 {
+        match node.price() {
+            Some(p) if ctx.stats.max_price > 0.0 => 100.0 * (1.0 - p / ctx.stats.max_price),
+            _ => 100.0,
+        }
+    }
+}
+
+/// Locality: 100 when the model is already cached on the node, else 0.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Locality;
+impl Scorer for Locality {
+    fn name(&self) -> &str {
+        "locality"
+    }
+    fn score(&self, node: &Node, _: &Demand, _: u64, ctx: &ScoreContext<'_>, _: &mut ScoreScratch) -> f64 {
+        if !ctx.model_id.is_empty() && node.spec().cached_models.contains(ctx.model_id) { 100.0 } else { 0.0 }
+    }
+}
+
+/// Latency: `100 × (1 − rtt / latency_ms)` from the caller's region; 100 without a budget.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Latency;
+impl Scorer for Latency {
+    fn name(&self) -> &str {
+        "latency"
+    }
+    fn score(&self, node: &Node, _: &Demand, _: u64, ctx: &ScoreContext<'_>, _: &mut ScoreScratch) -> f64 {
+        let c = ctx.constraints;
+        match (&c.region, c.latency_ms, node.region()) {
+            (Some(from), Some(budget), Some(to)) if budget > 0 => match ctx.latency.rtt_ms(from, to) {
+                Some(rtt) => 100.0 * (1.0 - f64::from(rtt) / f64::from(budget)).max(0.0),
+                None => 0.0,
+            },
+            _ => 100.0,
+        }
+    }
+}
+
+/// Baseline Best-fit: the node with the least remaining resources after placement (CPU,
+/// memory and GPU, each normalised by the largest node), then the device with least free share.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BestFit;
+impl Scorer for BestFit {
+    fn name(&self) -> &str {
+        "best_fit"
+    }
+    fn score(&self, node: &Node, d: &Demand, devices: u64, ctx: &ScoreContext<'_>, _: &mut ScoreScratch) -> f64 {
+        let s = ctx.stats;
+        let norm = |free: u64, max: u64| if max == 0 { 0.0 } else { free as f64 / max as f64 };
+        let rem = norm(node.cpu_free() - d.cpu, s.max_node_cpu)
+            + norm(node.mem_free() - d.mem, s.max_node_mem)
+            + norm(node.gpu_free_total() - d.gpu_total(), s.max_node_gpu_milli);
+        let dev_free: u32 = (0..node.gpu_count())
+            .filter(|i| devices & (1u64 << i) != 0)
+            .map(|i| node.gpu_free(i) - d.milli)
+            .sum();
+        -rem - 1e-6 * f64::from(dev_free)
+    }
+}
+
+/// Baseline First-fit: every feasible placement scores the same; the scan stops at the first.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FirstFit;
+impl Scorer for FirstFit {
+    fn name(&self) -> &str {
+        "first_fit"
+    }
+    fn score(&self, _: &Node, _: &Demand, _: u64, _: &ScoreContext<'_>, _: &mut ScoreScratch) -> f64 {
+        0.0
+    }
+}
+
+/// In which order the search visits feasible nodes (matters when the candidate limit stops it
+/// early, and for First-fit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScanOrder {
+    /// Least free capacity first (packing scorers).
+    LeastFreeFirst,
+    /// Most free capacity first (spreading scorers).
+    MostFreeFirst,
+    /// Registration order (First-fit).
+    NodeOrder,
+}
+
+/// Weights of the built-in scorers; zero leaves a scorer out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoreWeights {
+    /// Most-allocated.
+    pub bin_pack: f64,
+    /// Least-allocated.
+    pub spread: f64,
+    /// GPU-fragmentation-aware.
+    pub fragmentation: f64,
+    /// Price per device-hour.
+    pub cost: f64,
+    /// Model already cached.
+    pub locality: f64,
+    /// Region round trip.
+    pub latency: f64,
+}
+
+impl Default for ScoreWeights {
+    /// Fragmentation first, a little packing, and the placement preferences.
+    fn default() -> Self {
+        Self { bin_pack: 1.0, spread: 0.0, fragmentation: 10.0, cost: 1.0, locality: 1.0, latency: 1.0 }
+    }
+}
+
+/// Scorers combined by weight: the total is the weighted mean of their scores.
+///
+/// ```
+/// use atom_fabric::ScorerSet;
+/// use atom_fabric::scoring::{Locality, ScoreWeights};
+/// let set = ScorerSet::weighted("mine", &ScoreWeights::default()).with(Box::new(Locality), 5.0);
+/// assert_eq!(set.name(), "mine");
+/// assert!(ScorerSet::by_name("best-fit").is_some());
+/// ```
+#[derive(Debug)]
+pub struct ScorerSet {
+    name: String,
+    parts: Vec<(Box<dyn Scorer>, f64)>,
+    weight_sum: f64,
+    scan: ScanOrder,
+    first_feasible: bool,
+}
+
+impl ScorerSet {
+    /// Names accepted by [`ScorerSet::by_name`], the default first.
+    pub const NAMES: [&'static str; 9] =
+        ["default", "fgd", "bin-pack", "spread", "cost", "locality", "latency", "best-fit", "first-fit"];
+
+    /// The built-in scorers with the given weights.
+    pub fn weighted(name: &str, w: &ScoreWeights) -> Self {
+        let mut set = Self::empty(name);
+        let parts: [(Box<dyn Scorer>, f64); 6] = [
+            (Box::new(Fragmentation), w.fragmentation),
+            (Box::new(BinPack), w.bin_pack),
+            (Box::new(Spread), w.spread),
+            (Box::new(Cost), w.cost),
+            (Box::new(Locality), w.locality),
+            (Box::new(Latency), w.latency),
+        ];
+        for (s, wt) in parts {
+            if wt > 0.0 && wt.is_finite() {
+                set = set.with(s, wt);
+            }
+        }
+        set.scan = if w.spread > w.bin_pack + w.fragmentation {
+            ScanOrder::MostFreeFirst
+        } else {
+            ScanOrder::LeastFreeFirst
+        };
+        set
+    }
+
+    fn empty(name: &str) -> Self {
+        Self { name: name.to_string(), parts: Vec::new(), weight_sum: 0.0, scan: ScanOrder::LeastFreeFirst, first_feasible: false }
+    }
+
+    /// One scorer alone.
+    pub fn single(name: &str, scorer: Box<dyn Scorer>, scan: ScanOrder) -> Self {
+        let mut s = Self::empty(name).with(scorer, 1.0);
+        s.scan = scan;
+        s
+    }
+
+    /// Adds a scorer with a weight (ignored unless positive and finite).
+    pub fn with(mut self, scorer: Box<dyn Scorer>, weight: f64) -> Self {
+        if weight > 0.0 && weight.is_finite() {
+            self.weight_sum += weight;
+            self.parts.push((scorer, weight));
+        }
+        self
+    }
+
+    /// A named set: `default` (the default weights), `fgd`, `bin-pack`, `spread`, `cost`,
+    /// `locality`, `latency`, the baselines `best-fit` and `first-fit`, or explicit weights as
+    /// `weights:fragmentation=10,bin_pack=1` (keys as in [`ScoreWeights`]).
+    pub fn by_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "default" => Self::weighted("default", &ScoreWeights::default()),
+            "fgd" => Self::single("fgd", Box::new(Fragmentation), ScanOrder::LeastFreeFirst),
+            "bin-pack" => Self::single("bin-pack", Box::new(BinPack), ScanOrder::LeastFreeFirst),
+            "spread" => Self::single("spread", Box::new(Spread), ScanOrder::MostFreeFirst),
+            "cost" => Self::single("cost", Box::new(Cost), ScanOrder::LeastFreeFirst),
+            "locality" => Self::single("locality", Box::new(Locality), ScanOrder::LeastFreeFirst),
+            "latency" => Self::single("latency", Box::new(Latency), ScanOrder::LeastFreeFirst),
+            "best-fit" => Self::single("best-fit", Box::new(BestFit), ScanOrder::LeastFreeFirst),
+            "first-fit" => {
+                let mut s = Self::single("first-fit", Box::new(FirstFit), ScanOrder::NodeOrder);
+                s.first_feasible = true;
+                s
+            }
+            _ => return Self::parse_weights(name),
+        })
+    }
+
+    /// Parses `weights:fragmentation=10,bin_pack=1,...` (unnamed weights are 0).
+    fn parse_weights(spec: &str) -> Option<Self> {
+        let body = spec.strip_prefix("weights:")?;
+        let mut w = ScoreWeights { bin_pack: 0.0, spread: 0.0, fragmentation: 0.0, cost: 0.0, locality: 0.0, latency: 0.0 };
+        for kv in body.split(',').filter(|s| !s.is_empty()) {
+            let (k, v) = kv.split_once('=')?;
+            let v: f64 = v.trim().parse().ok().filter(|v: &f64| v.is_finite() && *v >= 0.0)?;
+            let slot = match k.trim() {
+                "bin_pack" => &mut w.bin_pack,
+                "spread" => &mut w.spread,
+                "fragmentation" => &mut w.fragmentation,
+                "cost" => &mut w.cost,
+                "locality" => &mut w.locality,
+                "latency" => &mut w.latency,
+                _ => return None,
+            };
+            *slot = v;
+        }
+        Some(Self::weighted(spec, &w))
+    }
+
+    /// The set's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Node visiting order.
+    pub fn scan_order(&self) -> ScanOrder {
+        self.scan
+    }
+
+    /// Whether the first feasible placement wins (First-fit).
+    pub fn first_feasible_wins(&self) -> bool {
+        self.first_feasible
+    }
+
+    /// The weighted mean score.
+    pub fn total(&self, node: &Node, d: &Demand, devices: u64, ctx: &ScoreContext<'_>, scratch: &mut ScoreScratch) -> f64 {
+        if self.parts.len() == 1 {
+            return self.parts[0].0.score(node, d, devices, ctx, scratch);
+        }
+        let mut sum = 0.0;
+        for (s, w) in &self.parts {
+            sum += w * s.score(node, d, devices, ctx, scratch);
+        }
+        if self.weight_sum > 0.0 { sum / self.weight_sum } else { 0.0 }
+    }
+
+    /// The per-scorer breakdown of one placement.
+    pub fn breakdown(&self, node: &Node, d: &Demand, devices: u64, ctx: &ScoreContext<'_>, scratch: &mut ScoreScratch) -> ScoreBreakdown {
+        let parts = self
+            .parts
+            .iter()
+            .map(|(s, w)| ScorePart { scorer: s.name().to_string(), score: s.score(node, d, devices, ctx, scratch), weight: *w })
+            .collect();
+        ScoreBreakdown { total: self.total(node, d, devices, ctx, scratch), parts, candidates: 0 }
+    }
+}

@@ -1,0 +1,373 @@
+//! Persistence: the [`Store`] seam, the embedded data-directory store, and [`Fabric`], the
+//! scheduler with a write-ahead journal.
+//!
+//! A data directory holds `snapshot.bin` (the state after command `seq`) and `journal.log`
+//! (every command after it). Both use the same record framing: a 4-byte little-endian payload
+//! length, the first 8 bytes of the payload's SHA-256, then the JSON payload. A command is
+//! appended and `fsync`ed before it is applied and acknowledged; on open, a torn or corrupt
+//! tail of the journal (a crash mid-append) is cut off, and replaying the rest gives the same
+//! state because the scheduler is deterministic.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::{FabricError, Result};
+use crate::scheduler::{Command, Outcome, Scheduler, SchedulerConfig, State};
+
+/// One journaled command with its sequence number and clock time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    /// 1-based position in the command stream.
+    pub seq: u64,
+    /// Clock time it was applied at (ms).
+    pub at_ms: u64,
+    /// The command.
+    pub command: Command,
+}
+
+/// The scheduler's state after command `seq` (opaque; stores keep its bytes).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Snapshot {
+    seq: u64,
+    state: State,
+}
+
+impl Snapshot {
+    /// The last command the snapshot includes.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Encodes the snapshot.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec(self).map_err(|e| FabricError::Corrupt { what: "snapshot".into(), detail: e.to_string() })
+    }
+
+    /// Decodes a snapshot.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        serde_json::from_slice(bytes).map_err(|e| FabricError::Corrupt { what: "snapshot".into(), detail: e.to_string() })
+    }
+}
+
+/// Where the scheduler's state lives. The embedded [`DirStore`] is the default; a PostgreSQL
+/// store can implement the same three operations.
+pub trait Store {
+    /// The latest snapshot, if any, and the journal entries after it, in order.
+    fn load(&mut self) -> Result<(Option<Snapshot>, Vec<JournalEntry>)>;
+    /// Appends an entry; returns only once it is on stable storage.
+    fn append(&mut self, entry: &JournalEntry) -> Result<()>;
+    /// Stores a snapshot durably; entries up to its `seq` may then be dropped.
+    fn write_snapshot(&mut self, snapshot: &Snapshot) -> Result<()>;
+}
+
+/// An in-memory store (no durability): for tests and throw-away runs.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryStore {
+    snapshot: Option<Vec<u8>>,
+    entries: Vec<JournalEntry>,
+}
+
+impl Store for MemoryStore {
+    fn load(&mut self) -> Result<(Option<Snapshot>, Vec<JournalEntry>)> {
+        let snap = self.snapshot.as_deref().map(Snapshot::from_bytes).transpose()?;
+        Ok((snap, self.entries.clone()))
+    }
+    fn append(&mut self, entry: &JournalEntry) -> Result<()> {
+        self.entries.push(entry.clone());
+        Ok(())
+    }
+    fn write_snapshot(&mut self, snapshot: &Snapshot) -> Result<()> {
+        self.snapshot = Some(snapshot.to_bytes()?);
+        self.entries.retain(|e| e.seq > snapshot.seq);
+        Ok(())
+    }
+}
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> FabricError + 'a {
+    move |source| FabricError::Io { op, path: path.display().to_string(), source }
+}
+
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 12);
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&Sha256::digest(payload)[..8]);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Splits framed records; returns them and the length of the valid prefix.
+fn unframe(bytes: &[u8]) -> (Vec<&[u8]>, usize) {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while bytes.len() - pos >= 12 {
+        let mut len4 = [0u8; 4];
+        len4.copy_from_slice(&bytes[pos..pos + 4]);
+        let len = u32::from_le_bytes(len4) as usize;
+        let end = pos + 12 + len;
+        if end > bytes.len() {
+            break;
+        }
+        let payload = &bytes[pos + 12..end];
+        if Sha256::digest(payload)[..8] != bytes[pos + 4..pos + 12] {
+            break;
+        }
+        out.push(payload);
+        pos = end;
+    }
+    (out, pos)
+}
+
+/// The embedded store: a data directory with `snapshot.bin` and `journal.log`.
+///
+/// ```
+/// use atom_fabric::store::{DirStore, Fabric, ManualClock};
+/// use atom_fabric::{Command, NodeSpec, SchedulerConfig};
+/// let dir = tempfile::tempdir().unwrap();
+/// let clock = ManualClock::new(0);
+/// {
+///     let mut f = Fabric::open(SchedulerConfig::default(), DirStore::open(dir.path()).unwrap(), Box::new(clock.clone())).unwrap();
+///     f.execute(Command::RegisterNode { spec: NodeSpec::new("n1", 4000, 8192) }).unwrap();
+/// }
+/// let f = Fabric::open(SchedulerConfig::default(), DirStore::open(dir.path()).unwrap(), Box::new(clock)).unwrap();
+/// assert!(f.scheduler().node("n1").is_some());
+/// ```
+#[derive(Debug)]
+pub struct DirStore {
+    dir: PathBuf,
+    journal: File,
+}
+
+impl DirStore {
+    /// Opens (creating if needed) a data directory.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(io("create directory", &dir))?;
+        let path = dir.join("journal.log");
+        let journal = OpenOptions::new().create(true).read(true).append(true).open(&path).map_err(io("open", &path))?;
+        Ok(Self { dir, journal })
+    }
+
+    fn sync_dir(&self) -> Result<()> {
+        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io("fsync directory", &self.dir))
+    }
+}
+
+impl Store for DirStore {
+    fn load(&mut self) -> Result<(Option<Snapshot>, Vec<JournalEntry>)> {
+        let snap_path = self.dir.join("snapshot.bin");
+        let snapshot = match std::fs::read(&snap_path) {
+            Ok(bytes) => {
+                let (records, used) = unframe(&bytes);
+                if records.len() != 1 || used != bytes.len() {
+                    return Err(FabricError::Corrupt {
+                        what: snap_path.display().to_string(),
+                        detail: "checksum or length mismatch".into(),
+                    });
+                }
+                Some(Snapshot::from_bytes(records[0])?)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io("read", &snap_path)(e)),
+        };
+        let jpath = self.dir.join("journal.log");
+        let mut bytes = Vec::new();
+        File::open(&jpath).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(io("read", &jpath))?;
+        let (records, used) = unframe(&bytes);
+        let mut entries = Vec::with_capacity(records.len());
+        let mut valid = 0usize;
+        for rec in records {
+            match serde_json::from_slice::<JournalEntry>(rec) {
+                Ok(e) => {
+                    valid += 12 + rec.len();
+                    entries.push(e);
+                }
+                Err(_) => break,
+            }
+        }
+        debug_assert!(valid <= used);
+        if valid < bytes.len() {
+            // A torn tail: the append never completed, so it was never acknowledged.
+            self.journal.set_len(valid as u64).map_err(io("truncate torn tail of", &jpath))?;
+            self.journal.sync_all().map_err(io("fsync", &jpath))?;
+        }
+        let after = snapshot.as_ref().map_or(0, |s| s.seq);
+        entries.retain(|e| e.seq > after);
+        Ok((snapshot, entries))
+    }
+
+    fn append(&mut self, entry: &JournalEntry) -> Result<()> {
+        let jpath = self.dir.join("journal.log");
+        let payload = serde_json::to_vec(entry).map_err(|e| FabricError::Corrupt { what: "journal entry".into(), detail: e.to_string() })?;
+        self.journal.write_all(&frame(&payload)).map_err(io("append to", &jpath))?;
+        self.journal.sync_data().map_err(io("fsync", &jpath))
+    }
+
+    fn write_snapshot(&mut self, snapshot: &Snapshot) -> Result<()> {
+        let tmp = self.dir.join("snapshot.tmp");
+        let path = self.dir.join("snapshot.bin");
+        let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
+        f.write_all(&frame(&snapshot.to_bytes()?)).map_err(io("write", &tmp))?;
+        f.sync_all().map_err(io("fsync", &tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io("rename snapshot to", &path))?;
+        self.sync_dir()?;
+        // Every journal entry is now covered by the snapshot (entries carry seq, so a crash
+        // before this truncation only leaves entries that load() skips).
+        let jpath = self.dir.join("journal.log");
+        self.journal.set_len(0).map_err(io("truncate", &jpath))?;
+        self.journal.sync_all().map_err(io("fsync", &jpath))
+    }
+}
+
+/// A source of time in milliseconds (injected so the core stays deterministic).
+pub trait Clock: Send {
+    /// Now, in ms.
+    fn now_ms(&self) -> u64;
+}
+
+/// Wall-clock time since the Unix epoch.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+}
+
+/// A clock moved by hand (tests, simulations); clones share the time.
+#[derive(Debug, Clone, Default)]
+pub struct ManualClock(Arc<AtomicU64>);
+impl ManualClock {
+    /// A clock at `ms`.
+    pub fn new(ms: u64) -> Self {
+        Self(Arc::new(AtomicU64::new(ms)))
+    }
+    /// Sets the time.
+    pub fn set(&self, ms: u64) {
+        self.0.store(ms, Ordering::SeqCst);
+    }
+    /// Moves the time forward.
+    pub fn advance(&self, ms: u64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// The scheduler with durable state: every command is journaled before it is applied.
+pub struct Fabric<S: Store> {
+    scheduler: Scheduler,
+    store: S,
+    clock: Box<dyn Clock>,
+    seq: u64,
+    last_ms: u64,
+    since_snapshot: u64,
+    snapshot_every: u64,
+}
+
+impl<S: Store> std::fmt::Debug for Fabric<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fabric").field("seq", &self.seq).field("last_ms", &self.last_ms).finish_non_exhaustive()
+    }
+}
+
+impl<S: Store> Fabric<S> {
+    /// Opens the store, loads the snapshot and replays the journal after it.
+    pub fn open(config: SchedulerConfig, mut store: S, clock: Box<dyn Clock>) -> Result<Self> {
+        let (snapshot, entries) = store.load()?;
+        let (mut scheduler, mut seq) = match snapshot {
+            Some(s) => (Scheduler::from_state(config, s.state), s.seq),
+            None => (Scheduler::new(config), 0),
+        };
+        let mut last_ms = 0;
+        for e in entries {
+            if e.seq != seq + 1 {
+                return Err(FabricError::Corrupt { what: "journal".into(), detail: format!("entry {} follows {seq}", e.seq) });
+            }
+            // Errors were errors the first time too: replay reproduces them (no state change).
+            let _ = scheduler.apply(e.command, e.at_ms);
+            seq = e.seq;
+            last_ms = e.at_ms;
+        }
+        Ok(Self { scheduler, store, clock, seq, last_ms, since_snapshot: 0, snapshot_every: 10_000 })
+    }
+
+    /// Takes a snapshot automatically after this many commands (0 = never).
+    pub fn with_snapshot_every(mut self, n: u64) -> Self {
+        self.snapshot_every = n;
+        self
+    }
+
+    /// Journals the command durably, then applies it.
+    pub fn execute(&mut self, command: Command) -> Result<Outcome> {
+        let at_ms = self.clock.now_ms().max(self.last_ms);
+        let entry = JournalEntry { seq: self.seq + 1, at_ms, command };
+        self.store.append(&entry)?;
+        self.seq = entry.seq;
+        self.last_ms = at_ms;
+        let out = self.scheduler.apply(entry.command, at_ms);
+        self.since_snapshot += 1;
+        if self.snapshot_every > 0 && self.since_snapshot >= self.snapshot_every {
+            self.snapshot()?;
+        }
+        out
+    }
+
+    /// Checks heartbeats; journals a command only when some node timed out.
+    pub fn tick(&mut self) -> Result<Option<Outcome>> {
+        let now = self.clock.now_ms().max(self.last_ms);
+        if self.scheduler.heartbeats_expired(now) { self.execute(Command::CheckHeartbeats).map(Some) } else { Ok(None) }
+    }
+
+    /// Writes a snapshot of the current state.
+    pub fn snapshot(&mut self) -> Result<()> {
+        let snap = Snapshot { seq: self.seq, state: self.scheduler.state().clone() };
+        self.store.write_snapshot(&snap)?;
+        self.since_snapshot = 0;
+        Ok(())
+    }
+
+    /// The scheduler (read-only: changes go through [`Fabric::execute`]).
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.scheduler
+    }
+
+    /// Takes the pending decision events.
+    pub fn take_events(&mut self) -> Vec<crate::event::Event> {
+        self.scheduler.take_events()
+    }
+
+    /// Commands applied so far.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_torn_tails_are_cut() {
+        let mut bytes = frame(b"hello");
+        bytes.extend(frame(b"world"));
+        let full = bytes.len();
+        bytes.extend(&frame(b"torn!")[..9]);
+        let (recs, used) = unframe(&bytes);
+        assert_eq!(recs, vec![&b"hello"[..], &b"world"[..]]);
+        assert_eq!(used, full);
+        // A flipped byte in the second payload stops the read after the first record.
+        bytes[12 + 5 + 12] ^= 1;
+        let (recs, _) = unframe(&bytes);
+        assert_eq!(recs, vec![&b"hello"[..]]);
+    }
+}

@@ -1,0 +1,226 @@
+//! Executes ops on the whole state: cache-blocked passes, in parallel over blocks.
+//!
+//! A *pass* is a run of consecutive ops whose non-diagonal target qubits all lie either below
+//! `chunk_bits` or in a small set `H` of high qubits. The state is cut into blocks of
+//! `2^chunk_bits` amplitudes; a task gathers the `2^|H|` blocks that differ only in the `H` bits
+//! into a small scratch buffer (cache-resident), applies every op of the pass there, and writes
+//! them back. So one pass costs one read and one write of the state, whatever the number of ops.
+//! Controls and diagonal factors on qubits outside the task are constant per task and are
+//! resolved from the task's base index.
+
+use super::kernels::{C, Real, deposit, dense, diag, mono};
+use super::plan::{Op, OpKind};
+use rayon::prelude::*;
+
+/// An op with amplitudes converted to the state's precision.
+#[derive(Debug, Clone)]
+pub(crate) struct OpT<T> {
+    pub targets: Vec<usize>,
+    pub controls: Vec<usize>,
+    pub kind: KindT<T>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum KindT<T> {
+    Dense(Vec<C<T>>),
+    Diag(Vec<C<T>>),
+    Mono { perm: Vec<usize>, phase: Vec<C<T>> },
+}
+
+impl<T: Real> OpT<T> {
+    pub fn from_op(op: &Op) -> Self {
+        let cv = |v: &[num_complex::Complex64]| -> Vec<C<T>> {
+            v.iter().map(|z| C::new(T::from_f64(z.re), T::from_f64(z.im))).collect()
+        };
+        let kind = match &op.kind {
+            OpKind::Dense(m) => KindT::Dense(cv(m)),
+            OpKind::Diag(d) => KindT::Diag(cv(d)),
+            OpKind::Mono { perm, phase } => KindT::Mono { perm: perm.clone(), phase: cv(phase) },
+        };
+        OpT { targets: op.targets.clone(), controls: op.controls.clone(), kind }
+    }
+
+    fn essential(&self) -> &[usize] {
+        match self.kind {
+            KindT::Diag(_) => &[],
+            _ => &self.targets,
+        }
+    }
+}
+
+/// Tuning knobs of the executor.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ExecConfig {
+    /// log2 of the contiguous block size.
+    pub chunk_bits: usize,
+    /// Most high qubits gathered per task.
+    pub max_high: usize,
+    /// States below this many qubits run on one thread.
+    pub parallel_threshold: usize,
+}
+
+impl Default for ExecConfig {
+    fn default() -> Self {
+        ExecConfig { chunk_bits: 12, max_high: 4, parallel_threshold: 14 }
+    }
+}
+
+pub(crate) struct LocalOp<'a, T> {
+    kind: &'a KindT<T>,
+    tpos: Vec<usize>,
+    tj: Vec<usize>,
+    out_t: Vec<(usize, usize)>,
+    lcmask: usize,
+    ocmask: usize,
+}
+
+impl<T: Real> LocalOp<'_, T> {
+    #[inline(always)]
+    pub(crate) fn apply_with<const F: bool>(&self, buf: &mut [C<T>], task_base: usize) {
+        if task_base & self.ocmask != self.ocmask {
+            return;
+        }
+        match self.kind {
+            KindT::Dense(m) => dense::<T, F>(buf, &self.tpos, self.lcmask, m),
+            KindT::Mono { perm, phase } => mono(buf, &self.tpos, self.lcmask, perm, phase),
+            KindT::Diag(d) => {
+                let mut fixed = 0;
+                for &(mask, j) in &self.out_t {
+                    if task_base & mask != 0 {
+                        fixed |= 1 << j;
+                    }
+                }
+                diag(buf, &self.tpos, &self.tj, fixed, self.lcmask, d)
+            }
+        }
+    }
+}
+
+fn localize<'a, T: Real>(op: &'a OpT<T>, cb: usize, high: &[usize]) -> LocalOp<'a, T> {
+    let local = |q: usize| -> Option<usize> {
+        if q < cb { Some(q) } else { high.iter().position(|&h| h == q).map(|m| cb + m) }
+    };
+    let mut lop = LocalOp { kind: &op.kind, tpos: vec![], tj: vec![], out_t: vec![], lcmask: 0, ocmask: 0 };
+    for (j, &q) in op.targets.iter().enumerate() {
+        match local(q) {
+            Some(p) => {
+                lop.tpos.push(p);
+                lop.tj.push(j);
+            }
+            None => lop.out_t.push((1usize << q, j)),
+        }
+    }
+    for &q in &op.controls {
+        match local(q) {
+            Some(p) => lop.lcmask |= 1 << p,
+            None => lop.ocmask |= 1 << q,
+        }
+    }
+    lop
+}
+
+/// Apply `ops` in order to `state` (length `2^n`).
+pub(crate) fn run_ops<T: Real>(state: &mut [C<T>], n: usize, ops: &[OpT<T>], cfg: &ExecConfig) {
+    let cb = cfg.chunk_bits.min(n);
+    let mut i = 0;
+    while i < ops.len() {
+        let mut high: Vec<usize> = vec![];
+        let start = i;
+        while i < ops.len() {
+            let mut h2 = high.clone();
+            for &q in ops[i].essential() {
+                if q >= cb && !h2.contains(&q) {
+                    h2.push(q);
+                }
+            }
+            if i > start && h2.len() > cfg.max_high {
+                break;
+            }
+            high = h2;
+            i += 1;
+        }
+        high.sort_unstable();
+        run_pass(state, n, cb, &high, &ops[start..i], cfg);
+    }
+}
+
+fn run_pass<T: Real>(state: &mut [C<T>], n: usize, cb: usize, high: &[usize], ops: &[OpT<T>], cfg: &ExecConfig) {
+    let lops: Vec<LocalOp<'_, T>> = ops.iter().map(|o| localize(o, cb, high)).collect();
+    let parallel = n >= cfg.parallel_threshold;
+    let block = 1usize << cb;
+    if high.is_empty() {
+        let body = |(ci, chunk): (usize, &mut [C<T>])| {
+            super::simd::apply_all(&lops, chunk, ci << cb);
+        };
+        if parallel {
+            state.par_chunks_mut(block).enumerate().for_each(body);
+        } else {
+            state.chunks_mut(block).enumerate().for_each(body);
+        }
+        return;
+    }
+    let h = high.len();
+    let hbits: Vec<usize> = high.iter().map(|q| q - cb).collect();
+    let mut chunks: Vec<Option<&mut [C<T>]>> = state.chunks_mut(block).map(Some).collect();
+    let ntasks = chunks.len() >> h;
+    let mut tasks: Vec<(usize, Vec<&mut [C<T>]>)> = Vec::with_capacity(ntasks);
+    for r in 0..ntasks {
+        let base = deposit(r, &hbits);
+        let mut v = Vec::with_capacity(1 << h);
+        for j in 0..(1usize << h) {
+            let idx = base | hbits.iter().enumerate().map(|(m, b)| ((j >> m) & 1) << b).sum::<usize>();
+            if let Some(c) = chunks.get_mut(idx).and_then(Option::take) {
+                v.push(c);
+            }
+        }
+        tasks.push((base << cb, v));
+    }
+    let work = |scratch: &mut Vec<C<T>>, (tb, mut slices): (usize, Vec<&mut [C<T>]>)| {
+        for (j, s) in slices.iter().enumerate() {
+            scratch[j * block..(j + 1) * block].copy_from_slice(s);
+        }
+        super::simd::apply_all(&lops, scratch, tb);
+        for (j, s) in slices.iter_mut().enumerate() {
+            s.copy_from_slice(&scratch[j * block..(j + 1) * block]);
+        }
+    };
+    let size = block << h;
+    if parallel {
+        tasks.into_par_iter().for_each_init(|| vec![C::<T>::default(); size], work);
+    } else {
+        let mut scratch = vec![C::<T>::default(); size];
+        for t in tasks {
+            work(&mut scratch, t);
+        }
+    }
+}
+
+/// Probability that qubit `q` reads 1.
+pub(crate) fn prob_one<T: Real>(state: &[C<T>], q: usize) -> f64 {
+    let bit = 1usize << q;
+    let f = |(i, a): (usize, &C<T>)| if i & bit != 0 { a.norm_sqr().to_f64() } else { 0.0 };
+    if state.len() >= 1 << 14 {
+        state.par_iter().enumerate().map(f).sum()
+    } else {
+        state.iter().enumerate().map(f).sum()
+    }
+}
+
+/// Project qubit `q` on `outcome` and renormalise by `1/sqrt(p)`.
+pub(crate) fn collapse<T: Real>(state: &mut [C<T>], q: usize, outcome: bool, p: f64) {
+    let bit = 1usize << q;
+    let scale = T::from_f64(if p > 0.0 { 1.0 / p.sqrt() } else { 0.0 });
+    let zero = C::<T>::default();
+    let f = |(i, a): (usize, &mut C<T>)| {
+        if ((i & bit) != 0) == outcome {
+            *a = *a * scale;
+        } else {
+            *a = zero;
+        }
+    };
+    if state.len() >= 1 << 14 {
+        state.par_iter_mut().enumerate().for_each(f);
+    } else {
+        state.iter_mut().enumerate().for_each(f);
+    }
+}
