@@ -151,6 +151,8 @@ pub struct ClusterStats {
     pub mem: u64,
     /// Allocatable TPUs on healthy nodes.
     pub tpu: u64,
+    /// Allocatable milli-GPUs per interned GPU model on healthy nodes.
+    pub model_milli: Vec<u64>,
 }
 
 /// A chosen node and devices for one replica.
@@ -192,7 +194,12 @@ impl Cluster {
 
     /// Rebuilds the derived indexes after deserialisation.
     pub(crate) fn rebuild(&mut self) {
-        self.model_ids = self.models.iter().enumerate().map(|(i, m)| (m.clone(), i as u32)).collect();
+        self.model_ids = self
+            .models
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.clone(), i as u32))
+            .collect();
         self.gpu_index.clear();
         self.cpu_index.clear();
         self.stats = ClusterStats::default();
@@ -246,14 +253,26 @@ impl Cluster {
 
     /// Registers a node or replaces the spec of a registered one (its allocations must still fit).
     /// Returns the node index and whether it was new.
-    pub(crate) fn register(&mut self, spec: NodeSpec, now_ms: u64) -> Result<(u32, bool), FabricError> {
+    pub(crate) fn register(
+        &mut self,
+        spec: NodeSpec,
+        now_ms: u64,
+    ) -> Result<(u32, bool), FabricError> {
         spec.validate()?;
-        let price = spec.labels.get(LABEL_PRICE).and_then(|p| p.parse::<f64>().ok());
+        let price = spec
+            .labels
+            .get(LABEL_PRICE)
+            .and_then(|p| p.parse::<f64>().ok());
         if let Some(idx) = self.index_of(&spec.id) {
             let i = idx as usize;
             let old = &self.nodes[i];
             let same_gpus = old.spec.gpus.len() == spec.gpus.len()
-                && old.spec.gpus.iter().zip(&spec.gpus).all(|(a, b)| a.model == b.model);
+                && old
+                    .spec
+                    .gpus
+                    .iter()
+                    .zip(&spec.gpus)
+                    .all(|(a, b)| a.model == b.model);
             let fits = old.cpu_used <= spec.cpu_milli
                 && old.mem_used <= spec.memory_mib
                 && old.tpu_used <= spec.tpus
@@ -264,7 +283,11 @@ impl Cluster {
                     detail: "allocated CPU, memory, TPUs or GPU devices exceed the new spec".into(),
                 });
             }
-            let gpu_models: Vec<u32> = spec.gpus.iter().map(|g| self.intern_model(&g.model)).collect();
+            let gpu_models: Vec<u32> = spec
+                .gpus
+                .iter()
+                .map(|g| self.intern_model(&g.model))
+                .collect();
             self.index_remove(idx);
             self.sub_totals(i);
             let node = &mut self.nodes[i];
@@ -281,7 +304,11 @@ impl Cluster {
             self.index_insert(idx);
             return Ok((idx, false));
         }
-        let gpu_models: Vec<u32> = spec.gpus.iter().map(|g| self.intern_model(&g.model)).collect();
+        let gpu_models: Vec<u32> = spec
+            .gpus
+            .iter()
+            .map(|g| self.intern_model(&g.model))
+            .collect();
         let idx = self.nodes.len() as u32;
         self.by_id.insert(spec.id.clone(), idx);
         self.nodes.push(Node {
@@ -319,6 +346,12 @@ impl Cluster {
             s.cpu += n.spec.cpu_milli;
             s.mem += n.spec.memory_mib;
             s.tpu += u64::from(n.spec.tpus);
+            for &m in &n.gpu_models {
+                if s.model_milli.len() <= m as usize {
+                    s.model_milli.resize(m as usize + 1, 0);
+                }
+                s.model_milli[m as usize] += 1000;
+            }
         }
     }
 
@@ -330,6 +363,11 @@ impl Cluster {
             s.cpu -= n.spec.cpu_milli;
             s.mem -= n.spec.memory_mib;
             s.tpu -= u64::from(n.spec.tpus);
+            for &m in &n.gpu_models {
+                if let Some(c) = s.model_milli.get_mut(m as usize) {
+                    *c -= 1000;
+                }
+            }
         }
     }
 
@@ -435,7 +473,10 @@ impl Cluster {
         }
         let c = f.constraints;
         if !c.labels.is_empty()
-            && !c.labels.iter().all(|(k, v)| n.spec.labels.get(k) == Some(v))
+            && !c
+                .labels
+                .iter()
+                .all(|(k, v)| n.spec.labels.get(k) == Some(v))
         {
             return false;
         }
@@ -506,7 +547,11 @@ impl Cluster {
             .collect();
         if fit.len() >= d.gpus as usize {
             fit.sort_unstable();
-            out.push(fit.iter().take(d.gpus as usize).fold(0u64, |m, &(_, i)| m | (1u64 << i)));
+            out.push(
+                fit.iter()
+                    .take(d.gpus as usize)
+                    .fold(0u64, |m, &(_, i)| m | (1u64 << i)),
+            );
         }
     }
 
@@ -534,7 +579,11 @@ impl Cluster {
             constraints: f.constraints,
             model_id,
         };
-        let mut state = ScanState { best: None, feasible: 0, cands: std::mem::take(&mut scratch.candidates) };
+        let mut state = ScanState {
+            best: None,
+            feasible: 0,
+            cands: std::mem::take(&mut scratch.candidates),
+        };
         let first_wins = scorers.first_feasible_wins();
         let limit = limit.unwrap_or(usize::MAX).max(1);
         let visit = |idx: u32, scratch: &mut ScoreScratch, st: &mut ScanState| -> bool {
@@ -572,7 +621,11 @@ impl Cluster {
                 }
             }
             order => {
-                let index = if d.gpus > 0 { &self.gpu_index } else { &self.cpu_index };
+                let index = if d.gpus > 0 {
+                    &self.gpu_index
+                } else {
+                    &self.cpu_index
+                };
                 let lower = if d.gpus > 0 { d.gpu_total() } else { d.cpu };
                 let range = index.range((lower, 0)..);
                 if order == ScanOrder::MostFreeFirst {
@@ -591,7 +644,12 @@ impl Cluster {
             }
         }
         scratch.candidates = state.cands;
-        state.best.map(|(total, node, mask)| Found { node, mask, total, candidates: state.feasible })
+        state.best.map(|(total, node, mask)| Found {
+            node,
+            mask,
+            total,
+            candidates: state.feasible,
+        })
     }
 }
 
@@ -607,17 +665,28 @@ pub(crate) fn mask_devices(mask: u64) -> Vec<u32> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     fn demand(gpus: u32, milli: u32, cpu: u64) -> Demand {
-        Demand { gpus, milli, cpu, mem: 0, tpu: 0, qubits: 0, models: None }
+        Demand {
+            gpus,
+            milli,
+            cpu,
+            mem: 0,
+            tpu: 0,
+            qubits: 0,
+            models: None,
+        }
     }
 
     #[test]
     fn fractional_candidates_dedupe_equal_devices() {
         let mut c = Cluster::new();
-        let (idx, _) = c.register(NodeSpec::new("n", 8000, 1000).with_gpus("T4", 4, 0), 0).unwrap();
+        let (idx, _) = c
+            .register(NodeSpec::new("n", 8000, 1000).with_gpus("T4", 4, 0), 0)
+            .unwrap();
         c.allocate(idx, &demand(1, 300, 0), 0b0001, 1);
         let mut out = Vec::new();
         Cluster::candidates(c.node_at(idx), &demand(1, 500, 0), &mut out);
@@ -634,7 +703,9 @@ mod tests {
     #[test]
     fn allocate_and_release_restore_indexes() {
         let mut c = Cluster::new();
-        let (idx, _) = c.register(NodeSpec::new("n", 8000, 1000).with_gpus("T4", 2, 0), 0).unwrap();
+        let (idx, _) = c
+            .register(NodeSpec::new("n", 8000, 1000).with_gpus("T4", 2, 0), 0)
+            .unwrap();
         c.allocate(idx, &demand(1, 250, 1000), 0b10, 7);
         assert_eq!(c.node_at(idx).gpu_free_total(), 1750);
         assert!(c.gpu_index.contains(&(1750, idx)));
@@ -648,7 +719,9 @@ mod tests {
     #[test]
     fn unhealthy_nodes_leave_the_index() {
         let mut c = Cluster::new();
-        let (idx, _) = c.register(NodeSpec::new("n", 8000, 1000).with_gpus("T4", 2, 0), 0).unwrap();
+        let (idx, _) = c
+            .register(NodeSpec::new("n", 8000, 1000).with_gpus("T4", 2, 0), 0)
+            .unwrap();
         assert_eq!(c.stats().gpu_milli, 2000);
         c.set_health(idx, NodeHealth::Unhealthy);
         assert!(c.gpu_index.is_empty() && c.cpu_index.is_empty());

@@ -75,6 +75,15 @@ pub enum FabricError {
     /// The model store connector failed (which check, which file).
     #[error("model store: {0}")]
     ModelStore(#[from] crate::model_store::ModelStoreError),
+    /// Reading autoscaler inputs from Prometheus failed.
+    #[error("prometheus: {0}")]
+    Prometheus(#[from] crate::autoscale::prometheus::PromError),
+    /// The node agent failed.
+    #[error("node agent: {0}")]
+    Agent(#[from] crate::agent::AgentError),
+    /// A runtime failed to load or run a model.
+    #[error("runtime: {0}")]
+    Runtime(#[from] crate::runtime::RuntimeError),
 }
 
 /// Shorthand for results of this crate.

@@ -6,15 +6,17 @@
 //! dominant-resource fairness, and gang placement. [`Fabric`] adds persistence behind the
 //! [`Store`] seam (a data directory with snapshot and checksummed journal by default).
 
+pub mod agent;
+pub mod autoscale;
 pub mod cluster;
 pub mod error;
 pub mod event;
 pub mod metrics;
 pub mod model;
-pub mod quota;
-pub mod scheduler;
 pub mod model_store;
+pub mod quota;
 pub mod runtime;
+pub mod scheduler;
 pub mod scoring;
 pub mod store;
 pub mod trace;
@@ -22,12 +24,13 @@ pub mod workload;
 
 pub use cluster::{Cluster, Node, NodeHealth};
 pub use error::{FabricError, Result};
-pub use model::{
-    Constraints, DeployApproval, GpuDevice, NodeSpec, Phase, Placement, QueueReason, ReplicaPlacement, RequestId,
-    RequestStatus, Resources, ScheduleRequest, ScoreBreakdown, ScorePart,
-};
-pub use scoring::{LatencyTable, Scorer, ScorerSet};
 pub use event::{Event, EventKind, EvictReason};
+pub use model::{
+    Constraints, DeployApproval, GpuDevice, NodeSpec, Phase, Placement, QueueReason,
+    ReplicaPlacement, RequestId, RequestStatus, Resources, ScheduleRequest, ScoreBreakdown,
+    ScorePart,
+};
 pub use quota::{Quota, ResourceVector};
 pub use scheduler::{Command, Outcome, Scheduler, SchedulerConfig};
+pub use scoring::{LatencyTable, Scorer, ScorerSet};
 pub use store::{DirStore, Fabric, MemoryStore, Store};

@@ -49,7 +49,11 @@ pub struct SloBudget {
 
 impl Default for SloBudget {
     fn default() -> Self {
-        Self { latency_p95_ms: 1000.0, placement_wait_p95_ms: 5000.0, availability: 0.99 }
+        Self {
+            latency_p95_ms: 1000.0,
+            placement_wait_p95_ms: 5000.0,
+            availability: 0.99,
+        }
     }
 }
 
@@ -139,13 +143,42 @@ impl Metrics {
         let queue_depth = Family::<TenantLabel, Gauge>::default();
         let allocated = Family::<ResourceLabel, Gauge>::default();
         let allocatable = Family::<ResourceLabel, Gauge>::default();
-        registry.register("nf_sched_requests", "Scheduler request transitions by phase and tenant", requests.clone());
-        registry.register("nf_model_deploys", "Model replicas placed, by tenant and model", deploys.clone());
-        registry.register("nf_sched_decision_latency_seconds", "Time to decide one scheduling command", latency.clone());
-        registry.register("nf_sched_queue_depth", "Requests waiting per tenant queue", queue_depth.clone());
+        registry.register(
+            "nf_sched_requests",
+            "Scheduler request transitions by phase and tenant",
+            requests.clone(),
+        );
+        registry.register(
+            "nf_model_deploys",
+            "Model replicas placed, by tenant and model",
+            deploys.clone(),
+        );
+        registry.register(
+            "nf_sched_decision_latency_seconds",
+            "Time to decide one scheduling command",
+            latency.clone(),
+        );
+        registry.register(
+            "nf_sched_queue_depth",
+            "Requests waiting per tenant queue",
+            queue_depth.clone(),
+        );
         registry.register("nf_sched_allocated", "Allocated resources on healthy nodes (gpu in milli-GPUs, cpu in millicores, mem in MiB)", allocated.clone());
-        registry.register("nf_sched_allocatable", "Allocatable resources on healthy nodes (same units)", allocatable.clone());
-        Self { registry, requests, deploys, latency, queue_depth, allocated, allocatable, slo: BTreeMap::new() }
+        registry.register(
+            "nf_sched_allocatable",
+            "Allocatable resources on healthy nodes (same units)",
+            allocatable.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            deploys,
+            latency,
+            queue_depth,
+            allocated,
+            allocatable,
+            slo: BTreeMap::new(),
+        }
     }
 
     /// Counts the decisions in a batch of events and records placement waits.
@@ -155,8 +188,20 @@ impl Metrics {
             let phase = match &e.kind {
                 EventKind::Placed { wait_ms, .. } => {
                     if let Some(model) = &e.model_id {
-                        self.deploys.get_or_create(&TenantModel { tenant: tenant.clone(), model: model.clone() }).inc();
-                        push(&mut self.slo.entry((tenant.clone(), model.clone())).or_default().wait, *wait_ms as f64);
+                        self.deploys
+                            .get_or_create(&TenantModel {
+                                tenant: tenant.clone(),
+                                model: model.clone(),
+                            })
+                            .inc();
+                        push(
+                            &mut self
+                                .slo
+                                .entry((tenant.clone(), model.clone()))
+                                .or_default()
+                                .wait,
+                            *wait_ms as f64,
+                        );
                     }
                     "placed"
                 }
@@ -164,11 +209,18 @@ impl Metrics {
                 EventKind::Rejected { .. } => "rejected",
                 EventKind::Evicted { .. } => "evicted",
                 EventKind::Running => "running",
-                EventKind::Finished { phase: Phase::Failed } => "failed",
+                EventKind::Finished {
+                    phase: Phase::Failed,
+                } => "failed",
                 EventKind::Finished { .. } => "completed",
                 _ => continue,
             };
-            self.requests.get_or_create(&PhaseTenant { phase: phase.to_string(), tenant }).inc();
+            self.requests
+                .get_or_create(&PhaseTenant {
+                    phase: phase.to_string(),
+                    tenant,
+                })
+                .inc();
         }
     }
 
@@ -179,7 +231,10 @@ impl Metrics {
 
     /// Records one inference of a tenant/model: its latency and whether it succeeded.
     pub fn record_inference(&mut self, tenant: &str, model: &str, latency_ms: f64, ok: bool) {
-        let w = self.slo.entry((tenant.to_string(), model.to_string())).or_default();
+        let w = self
+            .slo
+            .entry((tenant.to_string(), model.to_string()))
+            .or_default();
         push(&mut w.latency, latency_ms);
         push(&mut w.outcomes, ok);
     }
@@ -188,39 +243,61 @@ impl Metrics {
     pub fn refresh(&mut self, s: &Scheduler) {
         for t in s.tenants() {
             let depth = s.queue_depth(&t) as i64;
-            self.queue_depth.get_or_create(&TenantLabel { tenant: t }).set(depth);
+            self.queue_depth
+                .get_or_create(&TenantLabel { tenant: t })
+                .set(depth);
         }
         let (used, cap) = s.allocation();
         for (i, name) in ["gpu", "cpu", "mem", "tpu"].iter().enumerate() {
-            let label = ResourceLabel { resource: name.to_string() };
-            self.allocated.get_or_create(&label).set(used.get(i).min(i64::MAX as u64) as i64);
-            self.allocatable.get_or_create(&label).set(cap.get(i).min(i64::MAX as u64) as i64);
+            let label = ResourceLabel {
+                resource: name.to_string(),
+            };
+            self.allocated
+                .get_or_create(&label)
+                .set(used.get(i).min(i64::MAX as u64) as i64);
+            self.allocatable
+                .get_or_create(&label)
+                .set(cap.get(i).min(i64::MAX as u64) as i64);
         }
     }
 
     /// The Prometheus text exposition.
     pub fn encode(&self) -> Result<String> {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).map_err(|_| FabricError::Metrics)?;
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .map_err(|_| FabricError::Metrics)?;
         Ok(out)
     }
 
     /// The SLO check of one tenant/model against `budget`.
     pub fn slo(&self, tenant: &str, model: &str, budget: &SloBudget) -> SloReport {
-        let w = self.slo.get(&(tenant.to_string(), model.to_string())).cloned().unwrap_or_default();
+        let w = self
+            .slo
+            .get(&(tenant.to_string(), model.to_string()))
+            .cloned()
+            .unwrap_or_default();
         let latency = percentile(w.latency.iter().copied(), 95.0);
         let wait = percentile(w.wait.iter().copied(), 95.0);
-        let availability =
-            (!w.outcomes.is_empty()).then(|| w.outcomes.iter().filter(|&&ok| ok).count() as f64 / w.outcomes.len() as f64);
+        let availability = (!w.outcomes.is_empty())
+            .then(|| w.outcomes.iter().filter(|&&ok| ok).count() as f64 / w.outcomes.len() as f64);
         let mut violations = Vec::new();
         if let Some(l) = latency.filter(|&l| l > budget.latency_p95_ms) {
-            violations.push(format!("latency p95 {l} ms above budget {} ms", budget.latency_p95_ms));
+            violations.push(format!(
+                "latency p95 {l} ms above budget {} ms",
+                budget.latency_p95_ms
+            ));
         }
         if let Some(l) = wait.filter(|&l| l > budget.placement_wait_p95_ms) {
-            violations.push(format!("placement wait p95 {l} ms above budget {} ms", budget.placement_wait_p95_ms));
+            violations.push(format!(
+                "placement wait p95 {l} ms above budget {} ms",
+                budget.placement_wait_p95_ms
+            ));
         }
         if let Some(a) = availability.filter(|&a| a < budget.availability) {
-            violations.push(format!("availability {a} below target {}", budget.availability));
+            violations.push(format!(
+                "availability {a} below target {}",
+                budget.availability
+            ));
         }
         SloReport {
             tenant: tenant.to_string(),
@@ -236,6 +313,7 @@ impl Metrics {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -259,7 +337,15 @@ mod tests {
         assert_eq!(r.availability, Some(0.97));
         assert!(!r.met);
         assert_eq!(r.violations.len(), 2, "{:?}", r.violations);
-        let ok = m.slo("t", "m", &SloBudget { latency_p95_ms: 2000.0, placement_wait_p95_ms: 1.0, availability: 0.95 });
+        let ok = m.slo(
+            "t",
+            "m",
+            &SloBudget {
+                latency_p95_ms: 2000.0,
+                placement_wait_p95_ms: 1.0,
+                availability: 0.95,
+            },
+        );
         assert!(ok.met, "{:?}", ok.violations);
     }
 }

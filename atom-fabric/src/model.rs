@@ -81,7 +81,10 @@ impl NodeSpec {
     /// Adds `count` GPU devices of one model.
     pub fn with_gpus(mut self, model: &str, count: usize, memory_mib: u64) -> Self {
         for _ in 0..count {
-            self.gpus.push(GpuDevice { model: model.to_string(), memory_mib });
+            self.gpus.push(GpuDevice {
+                model: model.to_string(),
+                memory_mib,
+            });
         }
         self
     }
@@ -386,7 +389,9 @@ impl FromStr for RequestId {
         s.strip_prefix("req-")
             .and_then(|n| n.parse::<u64>().ok())
             .map(RequestId)
-            .ok_or_else(|| FabricError::InvalidInput(format!("request id {s:?} is not req-<number>")))
+            .ok_or_else(|| {
+                FabricError::InvalidInput(format!("request id {s:?} is not req-<number>"))
+            })
     }
 }
 

@@ -26,9 +26,19 @@ pub const RESOURCES: [&str; 4] = ["gpu_milli", "cpu", "mem", "tpu"];
 
 impl ResourceVector {
     /// Nothing.
-    pub const ZERO: Self = Self { gpu_milli: 0, cpu: 0, mem: 0, tpu: 0 };
+    pub const ZERO: Self = Self {
+        gpu_milli: 0,
+        cpu: 0,
+        mem: 0,
+        tpu: 0,
+    };
     /// Unlimited in every resource.
-    pub const UNLIMITED: Self = Self { gpu_milli: u64::MAX, cpu: u64::MAX, mem: u64::MAX, tpu: u64::MAX };
+    pub const UNLIMITED: Self = Self {
+        gpu_milli: u64::MAX,
+        cpu: u64::MAX,
+        mem: u64::MAX,
+        tpu: u64::MAX,
+    };
 
     /// Resource `i` (see [`RESOURCES`]).
     pub fn get(&self, i: usize) -> u64 {
@@ -84,8 +94,21 @@ impl ResourceVector {
 
 impl fmt::Display for ResourceVector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let show = |v: u64| if v == u64::MAX { "unlimited".to_string() } else { v.to_string() };
-        write!(f, "gpu_milli={} cpu={} mem={} tpu={}", show(self.gpu_milli), show(self.cpu), show(self.mem), show(self.tpu))
+        let show = |v: u64| {
+            if v == u64::MAX {
+                "unlimited".to_string()
+            } else {
+                v.to_string()
+            }
+        };
+        write!(
+            f,
+            "gpu_milli={} cpu={} mem={} tpu={}",
+            show(self.gpu_milli),
+            show(self.cpu),
+            show(self.mem),
+            show(self.tpu)
+        )
     }
 }
 
@@ -117,7 +140,10 @@ impl Quota {
     /// `gpus` whole GPUs, other resources unlimited, no borrowing, cohort `default`.
     pub fn gpus(gpus: u64) -> Self {
         Self {
-            nominal: ResourceVector { gpu_milli: gpus.saturating_mul(1000), ..ResourceVector::UNLIMITED },
+            nominal: ResourceVector {
+                gpu_milli: gpus.saturating_mul(1000),
+                ..ResourceVector::UNLIMITED
+            },
             borrow_limit: ResourceVector::ZERO,
             cohort: default_cohort(),
         }

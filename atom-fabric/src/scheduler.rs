@@ -11,9 +11,10 @@ use std::sync::Arc;
 
 use crate::cluster::{Cluster, Demand, Filter, Node, NodeHealth, mask_devices};
 use crate::error::{FabricError, Result};
-use crate::event::{EvictReason, Event, EventKind};
+use crate::event::{Event, EventKind, EvictReason};
 use crate::model::{
-    Constraints, NodeSpec, Phase, Placement, QueueReason, ReplicaPlacement, RequestId, RequestStatus, ScheduleRequest,
+    Constraints, NodeSpec, Phase, Placement, QueueReason, ReplicaPlacement, RequestId,
+    RequestStatus, ScheduleRequest,
 };
 use crate::quota::{Quota, RESOURCES, ResourceVector};
 use crate::scoring::{LatencyTable, ScoreContext, ScoreScratch, ScoreWeights, ScorerSet};
@@ -219,17 +220,45 @@ impl RequestRecord {
 }
 
 fn demand_vector(d: &Demand) -> ResourceVector {
-    ResourceVector { gpu_milli: d.gpu_total(), cpu: d.cpu, mem: d.mem, tpu: u64::from(d.tpu) }
+    ResourceVector {
+        gpu_milli: d.gpu_total(),
+        cpu: d.cpu,
+        mem: d.mem,
+        tpu: u64::from(d.tpu),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct TenantState {
     quota: Quota,
     usage: ResourceVector,
+    #[serde(with = "pairs")]
     queue: BTreeMap<(i64, u64), u64>,
     placed: BTreeSet<u64>,
     borrowed: BTreeSet<u64>,
     all_tried_gen: u64,
+}
+
+/// Maps with composite keys are stored as lists of pairs (JSON keys must be strings).
+mod pairs {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeMap;
+
+    pub fn serialize<S: Serializer, K: Serialize, V: Serialize>(
+        m: &BTreeMap<K, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(m.iter())
+    }
+
+    pub fn deserialize<'de, D, K, V>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        D: Deserializer<'de>,
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
+    }
 }
 
 /// The durable part of the scheduler's state (what a snapshot holds).
@@ -238,6 +267,7 @@ pub(crate) struct State {
     cluster: Cluster,
     requests: BTreeMap<u64, RequestRecord>,
     tenants: BTreeMap<Arc<str>, TenantState>,
+    #[serde(with = "pairs")]
     idempotency: BTreeMap<(Arc<str>, Box<str>), u64>,
     terminal: VecDeque<u64>,
     workload: WorkloadDistribution,
@@ -303,11 +333,20 @@ impl Scheduler {
         state.cluster.rebuild();
         state.workload.refresh();
         let scorers = ScorerSet::weighted("default", &config.weights);
-        let mut s = Self { config, state, scorers, scratch: ScoreScratch::default(), names: HashMap::new() };
+        let mut s = Self {
+            config,
+            state,
+            scorers,
+            scratch: ScoreScratch::default(),
+            names: HashMap::new(),
+        };
         let mut names = HashMap::new();
         for r in s.state.requests.values_mut() {
             for a in [&mut r.tenant, &mut r.model_id, &mut r.model_version] {
-                let shared = names.entry(Box::<str>::from(&**a)).or_insert_with(|| a.clone()).clone();
+                let shared = names
+                    .entry(Box::<str>::from(&**a))
+                    .or_insert_with(|| a.clone())
+                    .clone();
                 *a = shared;
             }
         }
@@ -347,8 +386,10 @@ impl Scheduler {
     /// A SHA-256 digest of the durable state (equal states give equal digests).
     pub fn state_digest(&self) -> Result<String> {
         use sha2::Digest;
-        let bytes = serde_json::to_vec(&self.state)
-            .map_err(|e| FabricError::Corrupt { what: "state".into(), detail: e.to_string() })?;
+        let bytes = serde_json::to_vec(&self.state).map_err(|e| FabricError::Corrupt {
+            what: "state".into(),
+            detail: e.to_string(),
+        })?;
         Ok(hex::encode(sha2::Sha256::digest(&bytes)))
     }
 
@@ -361,10 +402,19 @@ impl Scheduler {
         a
     }
 
-    fn emit(&mut self, at_ms: u64, tenant: Option<&str>, request: Option<u64>, kind: EventKind, decisions: Vec<Decision>) {
+    fn emit(
+        &mut self,
+        at_ms: u64,
+        tenant: Option<&str>,
+        request: Option<u64>,
+        kind: EventKind,
+        decisions: Vec<Decision>,
+    ) {
         let seq = self.state.next_event;
         self.state.next_event += 1;
-        let model_id = request.and_then(|r| self.state.requests.get(&r)).map(|r| r.model_id.to_string());
+        let model_id = request
+            .and_then(|r| self.state.requests.get(&r))
+            .map(|r| r.model_id.to_string());
         self.state.outbox.push(Event {
             seq,
             at_ms,
@@ -378,29 +428,43 @@ impl Scheduler {
 
     fn tenant_mut(&mut self, tenant: &Arc<str>) -> &mut TenantState {
         let default = Quota::gpus(self.config.max_tenant_gpus);
-        self.state.tenants.entry(tenant.clone()).or_insert_with(|| TenantState {
-            quota: default,
-            usage: ResourceVector::ZERO,
-            queue: BTreeMap::new(),
-            placed: BTreeSet::new(),
-            borrowed: BTreeSet::new(),
-            all_tried_gen: 0,
-        })
+        self.state
+            .tenants
+            .entry(tenant.clone())
+            .or_insert_with(|| TenantState {
+                quota: default,
+                usage: ResourceVector::ZERO,
+                queue: BTreeMap::new(),
+                placed: BTreeSet::new(),
+                borrowed: BTreeSet::new(),
+                all_tried_gen: 0,
+            })
     }
 
     /// Applies one command at time `now_ms`.
     pub fn apply(&mut self, cmd: Command, now_ms: u64) -> Result<Outcome> {
         let out = match cmd {
             Command::RegisterNode { spec } => self.register(spec, now_ms),
-            Command::Heartbeat { node, cached_models } => self.heartbeat(&node, cached_models, now_ms),
+            Command::Heartbeat {
+                node,
+                cached_models,
+            } => self.heartbeat(&node, cached_models, now_ms),
             Command::CheckHeartbeats => Ok(self.check_heartbeats(now_ms)),
             Command::DrainNode { node } => self.drain_node(&node, now_ms),
             Command::UncordonNode { node } => self.uncordon(&node, now_ms),
             Command::Schedule { request } => self.schedule(request, now_ms),
-            Command::MarkRunning { tenant_id, request } => self.mark_running(&tenant_id, request, now_ms),
-            Command::Complete { tenant_id, request } => self.finish(&tenant_id, request, Phase::Completed, false, now_ms),
-            Command::Fail { tenant_id, request, .. } => self.finish(&tenant_id, request, Phase::Failed, false, now_ms),
-            Command::Release { tenant_id, request } => self.finish(&tenant_id, request, Phase::Completed, true, now_ms),
+            Command::MarkRunning { tenant_id, request } => {
+                self.mark_running(&tenant_id, request, now_ms)
+            }
+            Command::Complete { tenant_id, request } => {
+                self.finish(&tenant_id, request, Phase::Completed, false, now_ms)
+            }
+            Command::Fail {
+                tenant_id, request, ..
+            } => self.finish(&tenant_id, request, Phase::Failed, false, now_ms),
+            Command::Release { tenant_id, request } => {
+                self.finish(&tenant_id, request, Phase::Completed, true, now_ms)
+            }
             Command::Evict { request, reason } => self.operator_evict(request, reason, now_ms),
             Command::SetQuota { tenant_id, quota } => self.set_quota(&tenant_id, quota, now_ms),
         }?;
@@ -411,26 +475,48 @@ impl Scheduler {
 
     /// Whether [`Command::CheckHeartbeats`] at `now_ms` would change anything (to skip journaling no-ops).
     pub fn heartbeats_expired(&self, now_ms: u64) -> bool {
-        self.state.cluster.nodes().iter().any(|n| self.expired(n, now_ms))
+        self.state
+            .cluster
+            .nodes()
+            .iter()
+            .any(|n| self.expired(n, now_ms))
     }
 
     fn expired(&self, n: &Node, now_ms: u64) -> bool {
-        n.health() != NodeHealth::Unhealthy && now_ms.saturating_sub(n.last_heartbeat_ms()) > self.config.heartbeat_timeout_ms
+        n.health() != NodeHealth::Unhealthy
+            && now_ms.saturating_sub(n.last_heartbeat_ms()) > self.config.heartbeat_timeout_ms
     }
 
     fn register(&mut self, spec: NodeSpec, now_ms: u64) -> Result<Outcome> {
         let id = spec.id.clone();
         self.state.cluster.register(spec, now_ms)?;
         self.state.generation += 1;
-        self.emit(now_ms, None, None, EventKind::NodeRegistered { node: id.clone() }, Vec::new());
-        Ok(Outcome::Node { node: id, health: NodeHealth::Healthy })
+        self.emit(
+            now_ms,
+            None,
+            None,
+            EventKind::NodeRegistered { node: id.clone() },
+            Vec::new(),
+        );
+        Ok(Outcome::Node {
+            node: id,
+            health: NodeHealth::Healthy,
+        })
     }
 
     fn node_index(&self, id: &str) -> Result<u32> {
-        self.state.cluster.index_of(id).ok_or_else(|| FabricError::NodeNotFound(id.to_string()))
+        self.state
+            .cluster
+            .index_of(id)
+            .ok_or_else(|| FabricError::NodeNotFound(id.to_string()))
     }
 
-    fn heartbeat(&mut self, node: &str, cached: Option<BTreeSet<String>>, now_ms: u64) -> Result<Outcome> {
+    fn heartbeat(
+        &mut self,
+        node: &str,
+        cached: Option<BTreeSet<String>>,
+        now_ms: u64,
+    ) -> Result<Outcome> {
         let idx = self.node_index(node)?;
         self.state.cluster.touch(idx, now_ms);
         if let Some(models) = cached {
@@ -439,9 +525,20 @@ impl Scheduler {
         if self.state.cluster.node_at(idx).health() == NodeHealth::Unhealthy {
             self.state.cluster.set_health(idx, NodeHealth::Healthy);
             self.state.generation += 1;
-            self.emit(now_ms, None, None, EventKind::NodeRecovered { node: node.to_string() }, Vec::new());
+            self.emit(
+                now_ms,
+                None,
+                None,
+                EventKind::NodeRecovered {
+                    node: node.to_string(),
+                },
+                Vec::new(),
+            );
         }
-        Ok(Outcome::Node { node: node.to_string(), health: self.state.cluster.node_at(idx).health() })
+        Ok(Outcome::Node {
+            node: node.to_string(),
+            health: self.state.cluster.node_at(idx).health(),
+        })
     }
 
     fn check_heartbeats(&mut self, now_ms: u64) -> Outcome {
@@ -452,7 +549,13 @@ impl Scheduler {
         for idx in lost {
             let name = self.state.cluster.node_at(idx).id().to_string();
             self.state.cluster.set_health(idx, NodeHealth::Unhealthy);
-            self.emit(now_ms, None, None, EventKind::NodeUnhealthy { node: name.clone() }, Vec::new());
+            self.emit(
+                now_ms,
+                None,
+                None,
+                EventKind::NodeUnhealthy { node: name.clone() },
+                Vec::new(),
+            );
             self.evict_node_residents(idx, EvictReason::NodeLost, now_ms);
             names.push(name);
         }
@@ -475,10 +578,21 @@ impl Scheduler {
         if self.state.cluster.node_at(idx).health() == NodeHealth::Healthy {
             self.state.cluster.set_health(idx, NodeHealth::Draining);
         }
-        self.emit(now_ms, None, None, EventKind::NodeDrained { node: node.to_string() }, Vec::new());
+        self.emit(
+            now_ms,
+            None,
+            None,
+            EventKind::NodeDrained {
+                node: node.to_string(),
+            },
+            Vec::new(),
+        );
         self.evict_node_residents(idx, EvictReason::NodeDrained, now_ms);
         self.state.generation += 1;
-        Ok(Outcome::Node { node: node.to_string(), health: self.state.cluster.node_at(idx).health() })
+        Ok(Outcome::Node {
+            node: node.to_string(),
+            health: self.state.cluster.node_at(idx).health(),
+        })
     }
 
     fn uncordon(&mut self, node: &str, now_ms: u64) -> Result<Outcome> {
@@ -486,25 +600,53 @@ impl Scheduler {
         if self.state.cluster.node_at(idx).health() == NodeHealth::Draining {
             self.state.cluster.set_health(idx, NodeHealth::Healthy);
             self.state.generation += 1;
-            self.emit(now_ms, None, None, EventKind::NodeUncordoned { node: node.to_string() }, Vec::new());
+            self.emit(
+                now_ms,
+                None,
+                None,
+                EventKind::NodeUncordoned {
+                    node: node.to_string(),
+                },
+                Vec::new(),
+            );
         }
-        Ok(Outcome::Node { node: node.to_string(), health: self.state.cluster.node_at(idx).health() })
+        Ok(Outcome::Node {
+            node: node.to_string(),
+            health: self.state.cluster.node_at(idx).health(),
+        })
     }
 
-    fn deploy_decisions(&self, req: &ScheduleRequest) -> std::result::Result<Vec<Decision>, (PolicyId, String)> {
+    fn deploy_decisions(
+        &self,
+        req: &ScheduleRequest,
+    ) -> std::result::Result<Vec<Decision>, (PolicyId, String)> {
         let mut out = Vec::new();
         if !req.deploy.production {
             return Ok(out);
         }
         let checks = [
-            (PolicyId::P2, req.deploy.manifest_verified, "production deploy without a verified signed manifest"),
-            (PolicyId::P3, req.deploy.approved_by.as_deref().is_some_and(|a| !a.is_empty()), "production deploy without approved_by"),
+            (
+                PolicyId::P2,
+                req.deploy.manifest_verified,
+                "production deploy without a verified signed manifest",
+            ),
+            (
+                PolicyId::P3,
+                req.deploy
+                    .approved_by
+                    .as_deref()
+                    .is_some_and(|a| !a.is_empty()),
+                "production deploy without approved_by",
+            ),
         ];
         for (policy, ok, why) in checks {
             if ok {
                 out.push(Decision::Allow { policy });
             } else if self.config.simulation_mode {
-                out.push(Decision::AllowInSimulation { policy, reason: why.to_string() });
+                out.push(Decision::AllowInSimulation {
+                    policy,
+                    reason: why.to_string(),
+                });
             } else {
                 return Err((policy, why.to_string()));
             }
@@ -516,11 +658,18 @@ impl Scheduler {
         let r = &req.resources;
         if r.qubits > 0 {
             // A statevector of n qubits needs 2^n complex f64 amplitudes of 16 bytes.
-            let need_mib = if r.qubits >= 60 { u64::MAX } else { (1u64 << r.qubits).saturating_mul(16) >> 20 };
+            let need_mib = if r.qubits >= 60 {
+                u64::MAX
+            } else {
+                (1u64 << r.qubits).saturating_mul(16) >> 20
+            };
             if need_mib > r.mem {
                 return Err((
                     PolicyId::P6,
-                    format!("a {}-qubit statevector needs {need_mib} MiB, the request has mem = {} MiB", r.qubits, r.mem),
+                    format!(
+                        "a {}-qubit statevector needs {need_mib} MiB, the request has mem = {} MiB",
+                        r.qubits, r.mem
+                    ),
                 ));
             }
         }
@@ -529,7 +678,10 @@ impl Scheduler {
 
     fn demand_of(&mut self, req: &ScheduleRequest) -> Demand {
         let models = req.constraints.gpu_model.as_ref().map(|spec| {
-            let mut ids: Vec<u32> = spec.split('|').map(|m| self.state.cluster.intern_model(m.trim())).collect();
+            let mut ids: Vec<u32> = spec
+                .split('|')
+                .map(|m| self.state.cluster.intern_model(m.trim()))
+                .collect();
             ids.sort_unstable();
             ids.dedup();
             ids
@@ -550,10 +702,16 @@ impl Scheduler {
         req.validate()?;
         let tenant = self.intern(&req.tenant_id);
         if let Some(key) = &req.idempotency_key
-            && let Some(&id) = self.state.idempotency.get(&(tenant.clone(), Box::from(key.as_str())))
+            && let Some(&id) = self
+                .state
+                .idempotency
+                .get(&(tenant.clone(), Box::from(key.as_str())))
             && let Some(r) = self.state.requests.get(&id)
         {
-            return Ok(Outcome::Existing { request_id: RequestId(id), phase: r.phase });
+            return Ok(Outcome::Existing {
+                request_id: RequestId(id),
+                phase: r.phase,
+            });
         }
         let mut decisions = match self.deploy_decisions(&req) {
             Ok(d) => d,
@@ -574,8 +732,12 @@ impl Scheduler {
             );
             return Err(self.reject(&tenant, PolicyId::P5, reason, now_ms));
         }
-        decisions.push(Decision::Allow { policy: PolicyId::P5 });
-        decisions.push(Decision::Allow { policy: PolicyId::P6 });
+        decisions.push(Decision::Allow {
+            policy: PolicyId::P5,
+        });
+        decisions.push(Decision::Allow {
+            policy: PolicyId::P6,
+        });
         let id = self.state.next_request;
         self.state.next_request += 1;
         let seq = self.state.next_seq;
@@ -585,7 +747,9 @@ impl Scheduler {
         }
         let key: Option<Box<str>> = req.idempotency_key.as_deref().map(Box::from);
         if let Some(k) = &key {
-            self.state.idempotency.insert((tenant.clone(), k.clone()), id);
+            self.state
+                .idempotency
+                .insert((tenant.clone(), k.clone()), id);
         }
         let record = RequestRecord {
             id,
@@ -594,7 +758,11 @@ impl Scheduler {
             model_version: self.intern(&req.model_version),
             demand,
             replicas: req.replicas,
-            constraints: if req.constraints.is_empty() { None } else { Some(Box::new(req.constraints)) },
+            constraints: if req.constraints.is_empty() {
+                None
+            } else {
+                Some(Box::new(req.constraints))
+            },
             priority: req.priority,
             idempotency_key: key,
             phase: Phase::Queued,
@@ -613,26 +781,48 @@ impl Scheduler {
         self.state.requests.insert(id, record);
         self.tenant_mut(&tenant).queue.insert(qkey, id);
         Ok(match self.attempt(id, now_ms, decisions) {
-            Ok(placement) => Outcome::Placed { request_id: RequestId(id), placement },
-            Err((reason, detail)) => Outcome::Queued { request_id: RequestId(id), reason, detail },
+            Ok(placement) => Outcome::Placed {
+                request_id: RequestId(id),
+                placement,
+            },
+            Err((reason, detail)) => Outcome::Queued {
+                request_id: RequestId(id),
+                reason,
+                detail,
+            },
         })
     }
 
-    fn reject(&mut self, tenant: &Arc<str>, policy: PolicyId, reason: String, now_ms: u64) -> FabricError {
+    fn reject(
+        &mut self,
+        tenant: &Arc<str>,
+        policy: PolicyId,
+        reason: String,
+        now_ms: u64,
+    ) -> FabricError {
         let t = tenant.clone();
         self.emit(
             now_ms,
             Some(&t),
             None,
-            EventKind::Rejected { detail: reason.clone() },
-            vec![Decision::Deny { policy, reason: reason.clone() }],
+            EventKind::Rejected {
+                detail: reason.clone(),
+            },
+            vec![Decision::Deny {
+                policy,
+                reason: reason.clone(),
+            }],
         );
         FabricError::PolicyDenied { policy, reason }
     }
 }
 
-static EMPTY_CONSTRAINTS: Constraints =
-    Constraints { latency_ms: None, region: None, gpu_model: None, labels: BTreeMap::new() };
+static EMPTY_CONSTRAINTS: Constraints = Constraints {
+    latency_ms: None,
+    region: None,
+    gpu_model: None,
+    labels: BTreeMap::new(),
+};
 
 type Founds = Vec<(u32, u64, Option<crate::model::ScoreBreakdown>)>;
 
@@ -645,7 +835,10 @@ impl Scheduler {
         let model = r.model_id.clone();
         let replicas = r.replicas;
         let cons_ref: &Constraints = cons.as_deref().unwrap_or(&EMPTY_CONSTRAINTS);
-        let filter = Filter { constraints: cons_ref, latency: &self.config.latency };
+        let filter = Filter {
+            constraints: cons_ref,
+            latency: &self.config.latency,
+        };
         let mut placed: Founds = Vec::with_capacity(replicas as usize);
         for _ in 0..replicas {
             let found = self.state.cluster.find(
@@ -672,7 +865,13 @@ impl Scheduler {
                     constraints: cons_ref,
                     model_id: &model,
                 };
-                let mut b = self.scorers.breakdown(self.state.cluster.node_at(f.node), &demand, f.mask, &ctx, &mut self.scratch);
+                let mut b = self.scorers.breakdown(
+                    self.state.cluster.node_at(f.node),
+                    &demand,
+                    f.mask,
+                    &ctx,
+                    &mut self.scratch,
+                );
                 b.candidates = f.candidates;
                 b
             });
@@ -687,11 +886,20 @@ impl Scheduler {
             .tenants
             .values()
             .filter(|t| t.quota.cohort == cohort)
-            .fold((0u64, 0u64), |(u, n), t| (u.saturating_add(t.usage.get(i)), n.saturating_add(t.quota.nominal.get(i))))
+            .fold((0u64, 0u64), |(u, n), t| {
+                (
+                    u.saturating_add(t.usage.get(i)),
+                    n.saturating_add(t.quota.nominal.get(i)),
+                )
+            })
     }
 
     /// Whether the tenant may take `add` more: Ok(borrowing) or the resource that blocks.
-    fn quota_check(&self, tenant: &str, add: &ResourceVector) -> std::result::Result<bool, &'static str> {
+    fn quota_check(
+        &self,
+        tenant: &str,
+        add: &ResourceVector,
+    ) -> std::result::Result<bool, &'static str> {
         let Some(t) = self.state.tenants.get(tenant) else {
             return Err("tenant");
         };
@@ -721,13 +929,18 @@ impl Scheduler {
         let r = &self.state.requests[&id];
         let total = r.total();
         let tenant = r.tenant.clone();
-        let borrowed = self.quota_check(&tenant, &total).map_err(PlaceError::Quota)?;
+        let borrowed = self
+            .quota_check(&tenant, &total)
+            .map_err(PlaceError::Quota)?;
         match self.place_gang(id, true) {
             Some(f) => Ok((f, borrowed)),
             None => {
                 let r = &self.state.requests[&id];
                 let cons: &Constraints = r.constraints.as_deref().unwrap_or(&EMPTY_CONSTRAINTS);
-                let filter = Filter { constraints: cons, latency: &self.config.latency };
+                let filter = Filter {
+                    constraints: cons,
+                    latency: &self.config.latency,
+                };
                 if self.state.cluster.any_static_ok(&r.demand, &filter) {
                     Err(PlaceError::Capacity)
                 } else {
@@ -737,9 +950,20 @@ impl Scheduler {
         }
     }
 
-    fn commit(&mut self, id: u64, founds: Founds, borrowed: bool, now_ms: u64, decisions: Vec<Decision>) -> Placement {
+    fn commit(
+        &mut self,
+        id: u64,
+        founds: Founds,
+        borrowed: bool,
+        now_ms: u64,
+        decisions: Vec<Decision>,
+    ) -> Placement {
         let total = self.state.requests[&id].total();
-        let r = self.state.requests.get_mut(&id).expect("request exists while being placed");
+        let r = self
+            .state
+            .requests
+            .get_mut(&id)
+            .expect("request exists while being placed");
         r.slots = founds.iter().map(|&(n, m, _)| (n, m)).collect();
         r.phase = Phase::Placed;
         r.reason = None;
@@ -749,7 +973,11 @@ impl Scheduler {
         let tenant = r.tenant.clone();
         let model = r.model_id.clone();
         let wait_ms = now_ms.saturating_sub(r.submitted_ms);
-        let t = self.state.tenants.get_mut(&tenant).expect("tenant exists for its request");
+        let t = self
+            .state
+            .tenants
+            .get_mut(&tenant)
+            .expect("tenant exists for its request");
         t.queue.remove(&key);
         t.usage = t.usage.saturating_add(total);
         t.placed.insert(id);
@@ -766,12 +994,26 @@ impl Scheduler {
             });
         }
         let placement = Placement { replicas, borrowed };
-        self.emit(now_ms, Some(&tenant), Some(id), EventKind::Placed { placement: placement.clone(), wait_ms }, decisions);
+        self.emit(
+            now_ms,
+            Some(&tenant),
+            Some(id),
+            EventKind::Placed {
+                placement: placement.clone(),
+                wait_ms,
+            },
+            decisions,
+        );
         placement
     }
 
     /// Tries to place a queued request (with preemption if allowed). On failure records why.
-    fn attempt(&mut self, id: u64, now_ms: u64, decisions: Vec<Decision>) -> std::result::Result<Placement, (QueueReason, String)> {
+    fn attempt(
+        &mut self,
+        id: u64,
+        now_ms: u64,
+        decisions: Vec<Decision>,
+    ) -> std::result::Result<Placement, (QueueReason, String)> {
         let err = match self.try_admit(id) {
             Ok((f, b)) => return Ok(self.commit(id, f, b, now_ms, decisions)),
             Err(e) => e,
@@ -785,23 +1027,51 @@ impl Scheduler {
             }
         }
         let (reason, detail) = match err {
-            PlaceError::Quota(res) => (QueueReason::Quota, format!("tenant quota (with cohort borrowing) exhausted for {res}")),
-            PlaceError::Capacity => (QueueReason::Capacity, "no free capacity for all replicas on nodes that satisfy the constraints".to_string()),
-            PlaceError::Constraint => (QueueReason::Constraint, "no registered node satisfies the constraints".to_string()),
+            PlaceError::Quota(res) => (
+                QueueReason::Quota,
+                format!("tenant quota (with cohort borrowing) exhausted for {res}"),
+            ),
+            PlaceError::Capacity => (
+                QueueReason::Capacity,
+                "no free capacity for all replicas on nodes that satisfy the constraints"
+                    .to_string(),
+            ),
+            PlaceError::Constraint => (
+                QueueReason::Constraint,
+                "no registered node satisfies the constraints".to_string(),
+            ),
         };
         let cur_gen = self.state.generation;
-        let r = self.state.requests.get_mut(&id).expect("request exists while being placed");
+        let r = self
+            .state
+            .requests
+            .get_mut(&id)
+            .expect("request exists while being placed");
         r.tried_gen = cur_gen;
         let changed = r.reason != Some(reason);
         r.reason = Some(reason);
         let tenant = r.tenant.clone();
         if changed {
             let decisions = if reason == QueueReason::Quota {
-                vec![Decision::Deny { policy: PolicyId::P5, reason: detail.clone() }]
+                vec![Decision::Deny {
+                    policy: PolicyId::P5,
+                    reason: detail.clone(),
+                }]
             } else {
-                vec![Decision::Allow { policy: PolicyId::P5 }]
+                vec![Decision::Allow {
+                    policy: PolicyId::P5,
+                }]
             };
-            self.emit(now_ms, Some(&tenant), Some(id), EventKind::Queued { reason, detail: detail.clone() }, decisions);
+            self.emit(
+                now_ms,
+                Some(&tenant),
+                Some(id),
+                EventKind::Queued {
+                    reason,
+                    detail: detail.clone(),
+                },
+                decisions,
+            );
         }
         Err((reason, detail))
     }
@@ -846,7 +1116,11 @@ impl Scheduler {
 
     /// Puts an unplaced request back in its queue.
     fn requeue(&mut self, id: u64, reason: EvictReason, now_ms: u64) {
-        let r = self.state.requests.get_mut(&id).expect("evicted request exists");
+        let r = self
+            .state
+            .requests
+            .get_mut(&id)
+            .expect("evicted request exists");
         r.phase = Phase::Queued;
         r.slots.clear();
         r.borrowed = false;
@@ -855,14 +1129,29 @@ impl Scheduler {
         r.reason = None;
         let key = r.queue_key();
         let tenant = r.tenant.clone();
-        let t = self.state.tenants.get_mut(&tenant).expect("tenant exists for its request");
+        let t = self
+            .state
+            .tenants
+            .get_mut(&tenant)
+            .expect("tenant exists for its request");
         t.queue.insert(key, id);
         t.all_tried_gen = 0;
         let decisions = match &reason {
-            EvictReason::Reclaim { .. } | EvictReason::QuotaLowered => vec![Decision::Allow { policy: PolicyId::P5 }],
+            EvictReason::Reclaim { .. } | EvictReason::QuotaLowered => vec![Decision::Allow {
+                policy: PolicyId::P5,
+            }],
             _ => Vec::new(),
         };
-        self.emit(now_ms, Some(&tenant), Some(id), EventKind::Evicted { reason, requeued: true }, decisions);
+        self.emit(
+            now_ms,
+            Some(&tenant),
+            Some(id),
+            EventKind::Evicted {
+                reason,
+                requeued: true,
+            },
+            decisions,
+        );
     }
 
     /// Whether the request could be admitted now (dry run; leaves no trace).
@@ -895,11 +1184,21 @@ impl Scheduler {
         let t = self.state.tenants.get(&tenant)?;
         let within_nominal = t.usage.saturating_add(total).fits_in(&t.quota.nominal);
         let cohort = t.quota.cohort.clone();
-        let mut cands: Vec<(i32, std::cmp::Reverse<u64>, std::cmp::Reverse<u64>, EvictReason)> = Vec::new();
+        let mut cands: Vec<(
+            i32,
+            std::cmp::Reverse<u64>,
+            std::cmp::Reverse<u64>,
+            EvictReason,
+        )> = Vec::new();
         for &v in &t.placed {
             let vr = &self.state.requests[&v];
             if vr.priority < prio {
-                cands.push((vr.priority, std::cmp::Reverse(vr.placed_ms.unwrap_or(0)), std::cmp::Reverse(v), EvictReason::Priority { by: RequestId(id) }));
+                cands.push((
+                    vr.priority,
+                    std::cmp::Reverse(vr.placed_ms.unwrap_or(0)),
+                    std::cmp::Reverse(v),
+                    EvictReason::Priority { by: RequestId(id) },
+                ));
             }
         }
         if within_nominal {
@@ -909,14 +1208,19 @@ impl Scheduler {
                 }
                 for &v in &other.borrowed {
                     let vr = &self.state.requests[&v];
-                    cands.push((vr.priority, std::cmp::Reverse(vr.placed_ms.unwrap_or(0)), std::cmp::Reverse(v), EvictReason::Reclaim { by: RequestId(id) }));
+                    cands.push((
+                        vr.priority,
+                        std::cmp::Reverse(vr.placed_ms.unwrap_or(0)),
+                        std::cmp::Reverse(v),
+                        EvictReason::Reclaim { by: RequestId(id) },
+                    ));
                 }
             }
         }
         if cands.is_empty() {
             return None;
         }
-        cands.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+        cands.sort_by_key(|a| (a.0, a.1, a.2));
         let mut removed: Vec<(u64, EvictReason)> = Vec::new();
         let mut ok = false;
         for (_, _, std::cmp::Reverse(v), reason) in cands {
@@ -968,7 +1272,11 @@ impl Scheduler {
                 if t.queue.is_empty() || t.all_tried_gen == cur_gen {
                     continue;
                 }
-                let next = t.queue.values().copied().find(|id| self.state.requests[id].tried_gen != cur_gen);
+                let next = t
+                    .queue
+                    .values()
+                    .copied()
+                    .find(|id| self.state.requests[id].tried_gen != cur_gen);
                 let Some(id) = next else {
                     exhausted.push(name.clone());
                     continue;
@@ -986,7 +1294,14 @@ impl Scheduler {
             let Some((_, id)) = best else {
                 break;
             };
-            let decisions = vec![Decision::Allow { policy: PolicyId::P5 }, Decision::Allow { policy: PolicyId::P6 }];
+            let decisions = vec![
+                Decision::Allow {
+                    policy: PolicyId::P5,
+                },
+                Decision::Allow {
+                    policy: PolicyId::P6,
+                },
+            ];
             let _ = self.attempt(id, now_ms, decisions);
         }
     }
@@ -1001,28 +1316,78 @@ impl Scheduler {
     fn mark_running(&mut self, tenant: &str, id: RequestId, now_ms: u64) -> Result<Outcome> {
         let r = self.scoped(tenant, id)?;
         match r.phase {
-            Phase::Running => return Ok(Outcome::Phase { request_id: id, phase: Phase::Running }),
+            Phase::Running => {
+                return Ok(Outcome::Phase {
+                    request_id: id,
+                    phase: Phase::Running,
+                });
+            }
             Phase::Placed => {}
-            p => return Err(FabricError::InvalidTransition { id: id.to_string(), phase: p.to_string(), action: "mark running" }),
+            p => {
+                return Err(FabricError::InvalidTransition {
+                    id: id.to_string(),
+                    phase: p.to_string(),
+                    action: "mark running",
+                });
+            }
         }
-        let r = self.state.requests.get_mut(&id.0).expect("scoped request exists");
+        let r = self
+            .state
+            .requests
+            .get_mut(&id.0)
+            .expect("scoped request exists");
         r.phase = Phase::Running;
         r.running_ms = Some(now_ms);
-        self.emit(now_ms, Some(tenant), Some(id.0), EventKind::Running, Vec::new());
-        Ok(Outcome::Phase { request_id: id, phase: Phase::Running })
+        self.emit(
+            now_ms,
+            Some(tenant),
+            Some(id.0),
+            EventKind::Running,
+            Vec::new(),
+        );
+        Ok(Outcome::Phase {
+            request_id: id,
+            phase: Phase::Running,
+        })
     }
 
-    fn finish(&mut self, tenant: &str, id: RequestId, phase: Phase, allow_queued: bool, now_ms: u64) -> Result<Outcome> {
+    fn finish(
+        &mut self,
+        tenant: &str,
+        id: RequestId,
+        phase: Phase,
+        allow_queued: bool,
+        now_ms: u64,
+    ) -> Result<Outcome> {
         let r = self.scoped(tenant, id)?;
         let current = r.phase;
         let ok = current.holds_capacity() || (allow_queued && current == Phase::Queued);
         if !ok {
-            let action = if phase == Phase::Failed { "fail" } else if allow_queued { "release" } else { "complete" };
-            return Err(FabricError::InvalidTransition { id: id.to_string(), phase: current.to_string(), action });
+            let action = if phase == Phase::Failed {
+                "fail"
+            } else if allow_queued {
+                "release"
+            } else {
+                "complete"
+            };
+            return Err(FabricError::InvalidTransition {
+                id: id.to_string(),
+                phase: current.to_string(),
+                action,
+            });
         }
         self.terminate(id.0, phase, now_ms);
-        self.emit(now_ms, Some(tenant), Some(id.0), EventKind::Finished { phase }, Vec::new());
-        Ok(Outcome::Phase { request_id: id, phase })
+        self.emit(
+            now_ms,
+            Some(tenant),
+            Some(id.0),
+            EventKind::Finished { phase },
+            Vec::new(),
+        );
+        Ok(Outcome::Phase {
+            request_id: id,
+            phase,
+        })
     }
 
     fn terminate(&mut self, id: u64, phase: Phase, now_ms: u64) {
@@ -1035,7 +1400,11 @@ impl Scheduler {
                 t.queue.remove(&key);
             }
         }
-        let r = self.state.requests.get_mut(&id).expect("terminated request exists");
+        let r = self
+            .state
+            .requests
+            .get_mut(&id)
+            .expect("terminated request exists");
         r.phase = phase;
         r.slots.clear();
         r.reason = None;
@@ -1045,35 +1414,71 @@ impl Scheduler {
     }
 
     fn operator_evict(&mut self, id: RequestId, reason: String, now_ms: u64) -> Result<Outcome> {
-        let r = self.state.requests.get(&id.0).ok_or_else(|| FabricError::RequestNotFound(id.to_string()))?;
+        let r = self
+            .state
+            .requests
+            .get(&id.0)
+            .ok_or_else(|| FabricError::RequestNotFound(id.to_string()))?;
         if r.phase.is_terminal() {
-            return Err(FabricError::InvalidTransition { id: id.to_string(), phase: r.phase.to_string(), action: "evict" });
+            return Err(FabricError::InvalidTransition {
+                id: id.to_string(),
+                phase: r.phase.to_string(),
+                action: "evict",
+            });
         }
         let tenant = r.tenant.clone();
         self.terminate(id.0, Phase::Evicted, now_ms);
-        self.emit(now_ms, Some(&tenant), Some(id.0), EventKind::Evicted { reason: EvictReason::Operator { reason }, requeued: false }, Vec::new());
-        Ok(Outcome::Phase { request_id: id, phase: Phase::Evicted })
+        self.emit(
+            now_ms,
+            Some(&tenant),
+            Some(id.0),
+            EventKind::Evicted {
+                reason: EvictReason::Operator { reason },
+                requeued: false,
+            },
+            Vec::new(),
+        );
+        Ok(Outcome::Phase {
+            request_id: id,
+            phase: Phase::Evicted,
+        })
     }
 
     fn set_quota(&mut self, tenant_id: &str, quota: Quota, now_ms: u64) -> Result<Outcome> {
         if tenant_id.is_empty() || quota.cohort.is_empty() {
-            return Err(FabricError::InvalidInput("tenant_id and quota.cohort must not be empty".into()));
+            return Err(FabricError::InvalidInput(
+                "tenant_id and quota.cohort must not be empty".into(),
+            ));
         }
         let tenant = self.intern(tenant_id);
         self.tenant_mut(&tenant).quota = quota.clone();
-        self.emit(now_ms, Some(tenant_id), None, EventKind::QuotaSet { quota }, vec![Decision::Allow { policy: PolicyId::P5 }]);
+        self.emit(
+            now_ms,
+            Some(tenant_id),
+            None,
+            EventKind::QuotaSet { quota },
+            vec![Decision::Allow {
+                policy: PolicyId::P5,
+            }],
+        );
         self.enforce_quotas(now_ms);
         self.state.generation += 1;
         for t in self.state.tenants.values_mut() {
             t.all_tried_gen = 0;
         }
-        Ok(Outcome::QuotaSet { tenant_id: tenant_id.to_string() })
+        Ok(Outcome::QuotaSet {
+            tenant_id: tenant_id.to_string(),
+        })
     }
 
     fn pick_victim<'a>(&self, ids: impl Iterator<Item = &'a u64>) -> Option<u64> {
         ids.map(|&v| {
             let r = &self.state.requests[&v];
-            (r.priority, std::cmp::Reverse(r.placed_ms.unwrap_or(0)), std::cmp::Reverse(v))
+            (
+                r.priority,
+                std::cmp::Reverse(r.placed_ms.unwrap_or(0)),
+                std::cmp::Reverse(v),
+            )
         })
         .min()
         .map(|(_, _, std::cmp::Reverse(v))| v)
@@ -1089,12 +1494,19 @@ impl Scheduler {
                 if t.usage.fits_in(&t.quota.ceiling()) {
                     break;
                 }
-                let Some(v) = self.pick_victim(t.placed.iter()) else { break };
+                let Some(v) = self.pick_victim(t.placed.iter()) else {
+                    break;
+                };
                 self.unplace(v);
                 self.requeue(v, EvictReason::QuotaLowered, now_ms);
             }
         }
-        let cohorts: BTreeSet<String> = self.state.tenants.values().map(|t| t.quota.cohort.clone()).collect();
+        let cohorts: BTreeSet<String> = self
+            .state
+            .tenants
+            .values()
+            .map(|t| t.quota.cohort.clone())
+            .collect();
         for cohort in cohorts {
             loop {
                 let over = (0..4).any(|i| {
@@ -1111,7 +1523,9 @@ impl Scheduler {
                     .filter(|t| t.quota.cohort == cohort && !t.usage.fits_in(&t.quota.nominal))
                     .flat_map(|t| t.placed.iter().copied())
                     .collect();
-                let Some(v) = self.pick_victim(borrowers.iter()) else { break };
+                let Some(v) = self.pick_victim(borrowers.iter()) else {
+                    break;
+                };
                 self.unplace(v);
                 self.requeue(v, EvictReason::QuotaLowered, now_ms);
             }
@@ -1120,7 +1534,9 @@ impl Scheduler {
 
     fn prune_terminal(&mut self) {
         while self.state.terminal.len() > self.config.terminal_retention {
-            let Some(id) = self.state.terminal.pop_front() else { break };
+            let Some(id) = self.state.terminal.pop_front() else {
+                break;
+            };
             if let Some(r) = self.state.requests.remove(&id)
                 && let Some(k) = r.idempotency_key
             {
@@ -1151,7 +1567,11 @@ impl Scheduler {
             model_id: r.model_id.to_string(),
             model_version: r.model_version.to_string(),
             phase: r.phase,
-            queue_reason: if r.phase == Phase::Queued { r.reason } else { None },
+            queue_reason: if r.phase == Phase::Queued {
+                r.reason
+            } else {
+                None
+            },
             placement,
             priority: r.priority,
             submitted_ms: r.submitted_ms,
@@ -1169,7 +1589,12 @@ impl Scheduler {
 
     /// All known requests of one tenant, oldest first.
     pub fn requests_of(&self, tenant_id: &str) -> Vec<RequestStatus> {
-        self.state.requests.values().filter(|r| &*r.tenant == tenant_id).map(|r| self.status_of(r)).collect()
+        self.state
+            .requests
+            .values()
+            .filter(|r| &*r.tenant == tenant_id)
+            .map(|r| self.status_of(r))
+            .collect()
     }
 
     /// Tenants known to the scheduler.
@@ -1179,30 +1604,53 @@ impl Scheduler {
 
     /// A tenant's quota and current use.
     pub fn tenant_usage(&self, tenant_id: &str) -> Option<(Quota, ResourceVector)> {
-        self.state.tenants.get(tenant_id).map(|t| (t.quota.clone(), t.usage))
+        self.state
+            .tenants
+            .get(tenant_id)
+            .map(|t| (t.quota.clone(), t.usage))
     }
 
     /// A tenant's queue length.
     pub fn queue_depth(&self, tenant_id: &str) -> usize {
-        self.state.tenants.get(tenant_id).map_or(0, |t| t.queue.len())
+        self.state
+            .tenants
+            .get(tenant_id)
+            .map_or(0, |t| t.queue.len())
     }
 
     /// A tenant's dominant share: its largest share of any resource of the healthy nodes.
     pub fn dominant_share_of(&self, tenant_id: &str) -> f64 {
-        self.state.tenants.get(tenant_id).map_or(0.0, |t| self.dominant_share(t))
+        self.state
+            .tenants
+            .get(tenant_id)
+            .map_or(0.0, |t| self.dominant_share(t))
     }
 
     /// Allocated and allocatable resources over healthy nodes.
     pub fn allocation(&self) -> (ResourceVector, ResourceVector) {
         let mut used = ResourceVector::ZERO;
-        for n in self.state.cluster.nodes().iter().filter(|n| n.health() == NodeHealth::Healthy) {
+        for n in self
+            .state
+            .cluster
+            .nodes()
+            .iter()
+            .filter(|n| n.health() == NodeHealth::Healthy)
+        {
             used.gpu_milli += n.gpu_capacity() - n.gpu_free_total();
             used.cpu += n.spec().cpu_milli - n.cpu_free();
             used.mem += n.spec().memory_mib - n.mem_free();
             used.tpu += u64::from(n.spec().tpus - n.tpu_free());
         }
         let s = self.state.cluster.stats();
-        (used, ResourceVector { gpu_milli: s.gpu_milli, cpu: s.cpu, mem: s.mem, tpu: s.tpu })
+        (
+            used,
+            ResourceVector {
+                gpu_milli: s.gpu_milli,
+                cpu: s.cpu,
+                mem: s.mem,
+                tpu: s.tpu,
+            },
+        )
     }
 
     /// Requests currently held (any phase, including retained terminal ones).
@@ -1224,47 +1672,81 @@ impl Scheduler {
         let mut usage: BTreeMap<Arc<str>, ResourceVector> = BTreeMap::new();
         let mut queued = 0usize;
         for r in self.state.requests.values() {
-            let t = self.state.tenants.get(&r.tenant).ok_or(format!("request {} has no tenant state", r.id))?;
+            let t = self
+                .state
+                .tenants
+                .get(&r.tenant)
+                .ok_or(format!("request {} has no tenant state", r.id))?;
             match r.phase {
                 Phase::Placed | Phase::Running => {
                     if r.slots.len() != r.replicas as usize {
-                        return Err(format!("request {} holds {} of {} replicas", r.id, r.slots.len(), r.replicas));
+                        return Err(format!(
+                            "request {} holds {} of {} replicas",
+                            r.id,
+                            r.slots.len(),
+                            r.replicas
+                        ));
                     }
                     for &(n, mask) in &r.slots {
                         let i = n as usize;
-                        let node = nodes.get(i).ok_or(format!("request {} on unknown node {n}", r.id))?;
+                        let node = nodes
+                            .get(i)
+                            .ok_or(format!("request {} on unknown node {n}", r.id))?;
                         if node.health() != NodeHealth::Healthy {
-                            return Err(format!("request {} placed on {:?} node {}", r.id, node.health(), node.id()));
+                            return Err(format!(
+                                "request {} placed on {:?} node {}",
+                                r.id,
+                                node.health(),
+                                node.id()
+                            ));
                         }
                         cpu[i] += r.demand.cpu;
                         mem[i] += r.demand.mem;
                         tpu[i] += r.demand.tpu;
                         if mask.count_ones() != r.demand.gpus {
-                            return Err(format!("request {} replica has {} devices, wants {}", r.id, mask.count_ones(), r.demand.gpus));
+                            return Err(format!(
+                                "request {} replica has {} devices, wants {}",
+                                r.id,
+                                mask.count_ones(),
+                                r.demand.gpus
+                            ));
                         }
                         for (d, g) in gpu[i].iter_mut().enumerate() {
                             if mask & (1u64 << d) != 0 {
                                 if !r.demand.model_ok(node.gpu_model(d)) {
-                                    return Err(format!("request {} on a device of the wrong model", r.id));
+                                    return Err(format!(
+                                        "request {} on a device of the wrong model",
+                                        r.id
+                                    ));
                                 }
                                 *g += r.demand.milli;
                             }
                         }
                         if mask >> nodes[i].gpu_count().min(63) > 0 && nodes[i].gpu_count() < 64 {
-                            return Err(format!("request {} uses a device index beyond node {}", r.id, node.id()));
+                            return Err(format!(
+                                "request {} uses a device index beyond node {}",
+                                r.id,
+                                node.id()
+                            ));
                         }
                         residents[i].insert(r.id);
                     }
                     let u = usage.entry(r.tenant.clone()).or_default();
                     *u = u.saturating_add(r.total());
                     if !t.placed.contains(&r.id) || (r.borrowed != t.borrowed.contains(&r.id)) {
-                        return Err(format!("request {} missing from its tenant's placed/borrowed sets", r.id));
+                        return Err(format!(
+                            "request {} missing from its tenant's placed/borrowed sets",
+                            r.id
+                        ));
                     }
                 }
                 Phase::Queued => {
                     queued += 1;
                     if t.queue.get(&r.queue_key()) != Some(&r.id) || !r.slots.is_empty() {
-                        return Err(format!("queued request {} is not in its tenant's queue", r.id));
+                        return Err(format!(
+                            "queued request {} is not in its tenant's queue",
+                            r.id
+                        ));
                     }
                 }
                 _ => {
@@ -1275,44 +1757,81 @@ impl Scheduler {
             }
         }
         for (i, n) in nodes.iter().enumerate() {
-            if cpu[i] != n.spec().cpu_milli - n.cpu_free() || mem[i] != n.spec().memory_mib - n.mem_free() || tpu[i] != n.spec().tpus - n.tpu_free() {
-                return Err(format!("node {} counters differ from its placements", n.id()));
+            if cpu[i] != n.spec().cpu_milli - n.cpu_free()
+                || mem[i] != n.spec().memory_mib - n.mem_free()
+                || tpu[i] != n.spec().tpus - n.tpu_free()
+            {
+                return Err(format!(
+                    "node {} counters differ from its placements",
+                    n.id()
+                ));
             }
-            if cpu[i] > n.spec().cpu_milli || mem[i] > n.spec().memory_mib || tpu[i] > n.spec().tpus {
+            if cpu[i] > n.spec().cpu_milli || mem[i] > n.spec().memory_mib || tpu[i] > n.spec().tpus
+            {
                 return Err(format!("node {} over-committed", n.id()));
             }
             for (d, &g) in gpu[i].iter().enumerate() {
                 if g > 1000 || g != 1000 - n.gpu_free(d) {
-                    return Err(format!("node {} device {d}: {g} milli placed, counter says {}", n.id(), 1000 - n.gpu_free(d)));
+                    return Err(format!(
+                        "node {} device {d}: {g} milli placed, counter says {}",
+                        n.id(),
+                        1000 - n.gpu_free(d)
+                    ));
                 }
             }
             if residents[i] != n.residents().collect::<BTreeSet<u64>>() {
-                return Err(format!("node {} resident set differs from placements", n.id()));
+                return Err(format!(
+                    "node {} resident set differs from placements",
+                    n.id()
+                ));
             }
         }
         let mut in_queues = 0usize;
         for (name, t) in &self.state.tenants {
             let u = usage.get(name).copied().unwrap_or_default();
             if u != t.usage {
-                return Err(format!("tenant {name} usage {} differs from placements {u}", t.usage));
+                return Err(format!(
+                    "tenant {name} usage {} differs from placements {u}",
+                    t.usage
+                ));
             }
             if !u.fits_in(&t.quota.ceiling()) {
-                return Err(format!("tenant {name} uses {u}, above its ceiling {}", t.quota.ceiling()));
+                return Err(format!(
+                    "tenant {name} uses {u}, above its ceiling {}",
+                    t.quota.ceiling()
+                ));
             }
-            if t.placed.iter().any(|id| !self.state.requests.get(id).is_some_and(|r| r.phase.holds_capacity())) {
-                return Err(format!("tenant {name} lists a placed request that is not placed"));
+            if t.placed.iter().any(|id| {
+                !self
+                    .state
+                    .requests
+                    .get(id)
+                    .is_some_and(|r| r.phase.holds_capacity())
+            }) {
+                return Err(format!(
+                    "tenant {name} lists a placed request that is not placed"
+                ));
             }
             in_queues += t.queue.len();
         }
         if in_queues != queued {
-            return Err(format!("{in_queues} queue entries for {queued} queued requests"));
+            return Err(format!(
+                "{in_queues} queue entries for {queued} queued requests"
+            ));
         }
-        let cohorts: BTreeSet<&str> = self.state.tenants.values().map(|t| t.quota.cohort.as_str()).collect();
+        let cohorts: BTreeSet<&str> = self
+            .state
+            .tenants
+            .values()
+            .map(|t| t.quota.cohort.as_str())
+            .collect();
         for cohort in cohorts {
             for (i, res) in RESOURCES.iter().enumerate() {
                 let (u, n) = self.cohort_totals(cohort, i);
                 if u > n {
-                    return Err(format!("cohort {cohort} uses {u} {res}, above its nominal sum {n}"));
+                    return Err(format!(
+                        "cohort {cohort} uses {u} {res}, above its nominal sum {n}"
+                    ));
                 }
             }
         }

@@ -9,7 +9,9 @@ use std::fmt;
 
 use crate::cluster::{ClusterStats, Demand, Node};
 use crate::model::{Constraints, ScoreBreakdown, ScorePart};
-use crate::workload::{WorkloadDistribution, cpu_fit_mask, expected_fragmentation};
+use crate::workload::{
+    WorkloadDistribution, cpu_fit_mask, expected_fragmentation, model_contention,
+};
 
 /// Round-trip times between regions, for the latency filter and scorer.
 ///
@@ -31,12 +33,18 @@ pub struct LatencyTable {
 impl LatencyTable {
     /// A table with only the intra-region round trip.
     pub fn new(same_region_ms: u32) -> Self {
-        Self { same_region_ms, rtt_ms: BTreeMap::new() }
+        Self {
+            same_region_ms,
+            rtt_ms: BTreeMap::new(),
+        }
     }
 
     /// Adds a symmetric round trip.
     pub fn with(mut self, a: &str, b: &str, ms: u32) -> Self {
-        self.rtt_ms.entry(a.to_string()).or_default().insert(b.to_string(), ms);
+        self.rtt_ms
+            .entry(a.to_string())
+            .or_default()
+            .insert(b.to_string(), ms);
         self
     }
 
@@ -74,6 +82,8 @@ pub struct ScoreScratch {
     pub(crate) candidates: Vec<u64>,
     frag_memo: HashMap<FragKey, f64>,
     memo_version: u64,
+    contention: Vec<f64>,
+    contention_key: (u64, u64, usize),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -91,7 +101,14 @@ pub trait Scorer: fmt::Debug + Send + Sync {
     /// A short name used in score breakdowns.
     fn name(&self) -> &str;
     /// Higher is better. `devices` is a bit mask of the node's GPU devices the replica would use.
-    fn score(&self, node: &Node, demand: &Demand, devices: u64, ctx: &ScoreContext<'_>, scratch: &mut ScoreScratch) -> f64;
+    fn score(
+        &self,
+        node: &Node,
+        demand: &Demand,
+        devices: u64,
+        ctx: &ScoreContext<'_>,
+        scratch: &mut ScoreScratch,
+    ) -> f64;
 }
 
 fn utilisation_after(node: &Node, d: &Demand) -> f64 {
@@ -121,7 +138,14 @@ impl Scorer for BinPack {
     fn name(&self) -> &str {
         "bin_pack"
     }
-    fn score(&self, node: &Node, d: &Demand, _: u64, _: &ScoreContext<'_>, _: &mut ScoreScratch) -> f64 {
+    fn score(
+        &self,
+        node: &Node,
+        d: &Demand,
+        _: u64,
+        _: &ScoreContext<'_>,
+        _: &mut ScoreScratch,
+    ) -> f64 {
         utilisation_after(node, d)
     }
 }
@@ -133,19 +157,34 @@ impl Scorer for Spread {
     fn name(&self) -> &str {
         "spread"
     }
-    fn score(&self, node: &Node, d: &Demand, _: u64, _: &ScoreContext<'_>, _: &mut ScoreScratch) -> f64 {
+    fn score(
+        &self,
+        node: &Node,
+        d: &Demand,
+        _: u64,
+        _: &ScoreContext<'_>,
+        _: &mut ScoreScratch,
+    ) -> f64 {
         100.0 - utilisation_after(node, d)
     }
 }
 
 /// GPU-fragmentation-aware: prefers the placement that least increases the node's expected GPU
 /// fragmentation against the learned workload distribution (FGD). 50 means no change; each
-/// milli-GPU of added fragmentation costs 0.05 points (a whole GPU: 50).
+/// milli-GPU of added fragmentation costs 0.05 points (a whole GPU: 50). Taking GPUs of a model
+/// that model-constrained requests contend for adds its contention (see `model_contention`)
+/// times the milli-GPUs taken, so flexible work leaves scarce models to the work that needs them.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Fragmentation;
 
 impl Fragmentation {
-    fn frag(devs: &mut [(u32, u32)], cpu_free: u64, mem_free: u64, w: &WorkloadDistribution, scratch: &mut ScoreScratch) -> f64 {
+    fn frag(
+        devs: &mut [(u32, u32)],
+        cpu_free: u64,
+        mem_free: u64,
+        w: &WorkloadDistribution,
+        scratch: &mut ScoreScratch,
+    ) -> f64 {
         let types = w.frozen();
         let fit = cpu_fit_mask(types, cpu_free, mem_free);
         let uniform = devs.len() <= 8 && devs.iter().all(|&(m, _)| m == devs[0].0);
@@ -161,7 +200,12 @@ impl Fragmentation {
             *slot = f as u16;
         }
         free[..devs.len()].sort_unstable();
-        let key = FragKey { model: devs[0].0, fit, n: devs.len() as u8, free };
+        let key = FragKey {
+            model: devs[0].0,
+            fit,
+            n: devs.len() as u8,
+            free,
+        };
         if let Some(&v) = scratch.frag_memo.get(&key) {
             return v;
         }
@@ -175,7 +219,14 @@ impl Scorer for Fragmentation {
     fn name(&self) -> &str {
         "fragmentation"
     }
-    fn score(&self, node: &Node, d: &Demand, devices: u64, ctx: &ScoreContext<'_>, scratch: &mut ScoreScratch) -> f64 {
+    fn score(
+        &self,
+        node: &Node,
+        d: &Demand,
+        devices: u64,
+        ctx: &ScoreContext<'_>,
+        scratch: &mut ScoreScratch,
+    ) -> f64 {
         let n = node.gpu_count();
         if n == 0 {
             return 50.0;
@@ -184,15 +235,47 @@ impl Scorer for Fragmentation {
         for (i, slot) in devs.iter_mut().enumerate().take(n) {
             *slot = (node.gpu_model(i), node.gpu_free(i));
         }
-        let before = Self::frag(&mut devs[..n], node.cpu_free(), node.mem_free(), ctx.workload, scratch);
+        let before = Self::frag(
+            &mut devs[..n],
+            node.cpu_free(),
+            node.mem_free(),
+            ctx.workload,
+            scratch,
+        );
         for (i, slot) in devs.iter_mut().enumerate().take(n) {
             *slot = (node.gpu_model(i), node.gpu_free(i));
             if devices & (1u64 << i) != 0 {
                 slot.1 -= d.milli;
             }
         }
-        let after = Self::frag(&mut devs[..n], node.cpu_free() - d.cpu, node.mem_free() - d.mem, ctx.workload, scratch);
-        50.0 - (after - before) / 20.0
+        let after = Self::frag(
+            &mut devs[..n],
+            node.cpu_free() - d.cpu,
+            node.mem_free() - d.mem,
+            ctx.workload,
+            scratch,
+        );
+        let key = (
+            ctx.workload.version(),
+            ctx.stats.gpu_milli,
+            ctx.stats.model_milli.len(),
+        );
+        if scratch.contention_key != key {
+            scratch.contention = model_contention(ctx.workload.frozen(), &ctx.stats.model_milli);
+            scratch.contention_key = key;
+        }
+        let mut contention = 0.0;
+        for i in 0..n {
+            if devices & (1u64 << i) != 0 {
+                contention += scratch
+                    .contention
+                    .get(node.gpu_model(i) as usize)
+                    .copied()
+                    .unwrap_or(0.0)
+                    * f64::from(d.milli);
+            }
+        }
+        50.0 - (after - before + contention) / 20.0
     }
 }
 
@@ -203,7 +286,14 @@ impl Scorer for Cost {
     fn name(&self) -> &str {
         "cost"
     }
-    fn score(&self, node: &Node, _: &Demand, _: u64, ctx: &ScoreContext<'_>, _: &mut ScoreScratch) -> f64 {
+    fn score(
+        &self,
+        node: &Node,
+        _: &Demand,
+        _: u64,
+        ctx: &ScoreContext<'_>,
+        _: &mut ScoreScratch,
+    ) -> f64 {
         match node.price() {
             Some(p) if ctx.stats.max_price > 0.0 => 100.0 * (1.0 - p / ctx.stats.max_price),
             _ => 100.0,
@@ -218,8 +308,19 @@ impl Scorer for Locality {
     fn name(&self) -> &str {
         "locality"
     }
-    fn score(&self, node: &Node, _: &Demand, _: u64, ctx: &ScoreContext<'_>, _: &mut ScoreScratch) -> f64 {
-        if !ctx.model_id.is_empty() && node.spec().cached_models.contains(ctx.model_id) { 100.0 } else { 0.0 }
+    fn score(
+        &self,
+        node: &Node,
+        _: &Demand,
+        _: u64,
+        ctx: &ScoreContext<'_>,
+        _: &mut ScoreScratch,
+    ) -> f64 {
+        if !ctx.model_id.is_empty() && node.spec().cached_models.contains(ctx.model_id) {
+            100.0
+        } else {
+            0.0
+        }
     }
 }
 
@@ -230,13 +331,22 @@ impl Scorer for Latency {
     fn name(&self) -> &str {
         "latency"
     }
-    fn score(&self, node: &Node, _: &Demand, _: u64, ctx: &ScoreContext<'_>, _: &mut ScoreScratch) -> f64 {
+    fn score(
+        &self,
+        node: &Node,
+        _: &Demand,
+        _: u64,
+        ctx: &ScoreContext<'_>,
+        _: &mut ScoreScratch,
+    ) -> f64 {
         let c = ctx.constraints;
         match (&c.region, c.latency_ms, node.region()) {
-            (Some(from), Some(budget), Some(to)) if budget > 0 => match ctx.latency.rtt_ms(from, to) {
-                Some(rtt) => 100.0 * (1.0 - f64::from(rtt) / f64::from(budget)).max(0.0),
-                None => 0.0,
-            },
+            (Some(from), Some(budget), Some(to)) if budget > 0 => {
+                match ctx.latency.rtt_ms(from, to) {
+                    Some(rtt) => 100.0 * (1.0 - f64::from(rtt) / f64::from(budget)).max(0.0),
+                    None => 0.0,
+                }
+            }
             _ => 100.0,
         }
     }
@@ -250,9 +360,22 @@ impl Scorer for BestFit {
     fn name(&self) -> &str {
         "best_fit"
     }
-    fn score(&self, node: &Node, d: &Demand, devices: u64, ctx: &ScoreContext<'_>, _: &mut ScoreScratch) -> f64 {
+    fn score(
+        &self,
+        node: &Node,
+        d: &Demand,
+        devices: u64,
+        ctx: &ScoreContext<'_>,
+        _: &mut ScoreScratch,
+    ) -> f64 {
         let s = ctx.stats;
-        let norm = |free: u64, max: u64| if max == 0 { 0.0 } else { free as f64 / max as f64 };
+        let norm = |free: u64, max: u64| {
+            if max == 0 {
+                0.0
+            } else {
+                free as f64 / max as f64
+            }
+        };
         let rem = norm(node.cpu_free() - d.cpu, s.max_node_cpu)
             + norm(node.mem_free() - d.mem, s.max_node_mem)
             + norm(node.gpu_free_total() - d.gpu_total(), s.max_node_gpu_milli);
@@ -271,7 +394,14 @@ impl Scorer for FirstFit {
     fn name(&self) -> &str {
         "first_fit"
     }
-    fn score(&self, _: &Node, _: &Demand, _: u64, _: &ScoreContext<'_>, _: &mut ScoreScratch) -> f64 {
+    fn score(
+        &self,
+        _: &Node,
+        _: &Demand,
+        _: u64,
+        _: &ScoreContext<'_>,
+        _: &mut ScoreScratch,
+    ) -> f64 {
         0.0
     }
 }
@@ -309,7 +439,14 @@ pub struct ScoreWeights {
 impl Default for ScoreWeights {
     /// Fragmentation first, a little packing, and the placement preferences.
     fn default() -> Self {
-        Self { bin_pack: 1.0, spread: 0.0, fragmentation: 10.0, cost: 1.0, locality: 1.0, latency: 1.0 }
+        Self {
+            bin_pack: 0.3,
+            spread: 0.0,
+            fragmentation: 10.0,
+            cost: 1.0,
+            locality: 1.0,
+            latency: 1.0,
+        }
     }
 }
 
@@ -333,8 +470,17 @@ pub struct ScorerSet {
 
 impl ScorerSet {
     /// Names accepted by [`ScorerSet::by_name`], the default first.
-    pub const NAMES: [&'static str; 9] =
-        ["default", "fgd", "bin-pack", "spread", "cost", "locality", "latency", "best-fit", "first-fit"];
+    pub const NAMES: [&'static str; 9] = [
+        "default",
+        "fgd",
+        "bin-pack",
+        "spread",
+        "cost",
+        "locality",
+        "latency",
+        "best-fit",
+        "first-fit",
+    ];
 
     /// The built-in scorers with the given weights.
     pub fn weighted(name: &str, w: &ScoreWeights) -> Self {
@@ -361,7 +507,13 @@ impl ScorerSet {
     }
 
     fn empty(name: &str) -> Self {
-        Self { name: name.to_string(), parts: Vec::new(), weight_sum: 0.0, scan: ScanOrder::LeastFreeFirst, first_feasible: false }
+        Self {
+            name: name.to_string(),
+            parts: Vec::new(),
+            weight_sum: 0.0,
+            scan: ScanOrder::LeastFreeFirst,
+            first_feasible: false,
+        }
     }
 
     /// One scorer alone.
@@ -405,10 +557,21 @@ impl ScorerSet {
     /// Parses `weights:fragmentation=10,bin_pack=1,...` (unnamed weights are 0).
     fn parse_weights(spec: &str) -> Option<Self> {
         let body = spec.strip_prefix("weights:")?;
-        let mut w = ScoreWeights { bin_pack: 0.0, spread: 0.0, fragmentation: 0.0, cost: 0.0, locality: 0.0, latency: 0.0 };
+        let mut w = ScoreWeights {
+            bin_pack: 0.0,
+            spread: 0.0,
+            fragmentation: 0.0,
+            cost: 0.0,
+            locality: 0.0,
+            latency: 0.0,
+        };
         for kv in body.split(',').filter(|s| !s.is_empty()) {
             let (k, v) = kv.split_once('=')?;
-            let v: f64 = v.trim().parse().ok().filter(|v: &f64| v.is_finite() && *v >= 0.0)?;
+            let v: f64 = v
+                .trim()
+                .parse()
+                .ok()
+                .filter(|v: &f64| v.is_finite() && *v >= 0.0)?;
             let slot = match k.trim() {
                 "bin_pack" => &mut w.bin_pack,
                 "spread" => &mut w.spread,
@@ -439,7 +602,14 @@ impl ScorerSet {
     }
 
     /// The weighted mean score.
-    pub fn total(&self, node: &Node, d: &Demand, devices: u64, ctx: &ScoreContext<'_>, scratch: &mut ScoreScratch) -> f64 {
+    pub fn total(
+        &self,
+        node: &Node,
+        d: &Demand,
+        devices: u64,
+        ctx: &ScoreContext<'_>,
+        scratch: &mut ScoreScratch,
+    ) -> f64 {
         if self.parts.len() == 1 {
             return self.parts[0].0.score(node, d, devices, ctx, scratch);
         }
@@ -447,16 +617,35 @@ impl ScorerSet {
         for (s, w) in &self.parts {
             sum += w * s.score(node, d, devices, ctx, scratch);
         }
-        if self.weight_sum > 0.0 { sum / self.weight_sum } else { 0.0 }
+        if self.weight_sum > 0.0 {
+            sum / self.weight_sum
+        } else {
+            0.0
+        }
     }
 
     /// The per-scorer breakdown of one placement.
-    pub fn breakdown(&self, node: &Node, d: &Demand, devices: u64, ctx: &ScoreContext<'_>, scratch: &mut ScoreScratch) -> ScoreBreakdown {
+    pub fn breakdown(
+        &self,
+        node: &Node,
+        d: &Demand,
+        devices: u64,
+        ctx: &ScoreContext<'_>,
+        scratch: &mut ScoreScratch,
+    ) -> ScoreBreakdown {
         let parts = self
             .parts
             .iter()
-            .map(|(s, w)| ScorePart { scorer: s.name().to_string(), score: s.score(node, d, devices, ctx, scratch), weight: *w })
+            .map(|(s, w)| ScorePart {
+                scorer: s.name().to_string(),
+                score: s.score(node, d, devices, ctx, scratch),
+                weight: *w,
+            })
             .collect();
-        ScoreBreakdown { total: self.total(node, d, devices, ctx, scratch), parts, candidates: 0 }
+        ScoreBreakdown {
+            total: self.total(node, d, devices, ctx, scratch),
+            parts,
+            candidates: 0,
+        }
     }
 }

@@ -45,12 +45,18 @@ impl Snapshot {
 
     /// Encodes the snapshot.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        serde_json::to_vec(self).map_err(|e| FabricError::Corrupt { what: "snapshot".into(), detail: e.to_string() })
+        serde_json::to_vec(self).map_err(|e| FabricError::Corrupt {
+            what: "snapshot".into(),
+            detail: e.to_string(),
+        })
     }
 
     /// Decodes a snapshot.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        serde_json::from_slice(bytes).map_err(|e| FabricError::Corrupt { what: "snapshot".into(), detail: e.to_string() })
+        serde_json::from_slice(bytes).map_err(|e| FabricError::Corrupt {
+            what: "snapshot".into(),
+            detail: e.to_string(),
+        })
     }
 }
 
@@ -74,7 +80,11 @@ pub struct MemoryStore {
 
 impl Store for MemoryStore {
     fn load(&mut self) -> Result<(Option<Snapshot>, Vec<JournalEntry>)> {
-        let snap = self.snapshot.as_deref().map(Snapshot::from_bytes).transpose()?;
+        let snap = self
+            .snapshot
+            .as_deref()
+            .map(Snapshot::from_bytes)
+            .transpose()?;
         Ok((snap, self.entries.clone()))
     }
     fn append(&mut self, entry: &JournalEntry) -> Result<()> {
@@ -89,7 +99,11 @@ impl Store for MemoryStore {
 }
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> FabricError + 'a {
-    move |source| FabricError::Io { op, path: path.display().to_string(), source }
+    move |source| FabricError::Io {
+        op,
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 fn frame(payload: &[u8]) -> Vec<u8> {
@@ -148,12 +162,19 @@ impl DirStore {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(io("create directory", &dir))?;
         let path = dir.join("journal.log");
-        let journal = OpenOptions::new().create(true).read(true).append(true).open(&path).map_err(io("open", &path))?;
+        let journal = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)
+            .map_err(io("open", &path))?;
         Ok(Self { dir, journal })
     }
 
     fn sync_dir(&self) -> Result<()> {
-        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io("fsync directory", &self.dir))
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("fsync directory", &self.dir))
     }
 }
 
@@ -176,7 +197,9 @@ impl Store for DirStore {
         };
         let jpath = self.dir.join("journal.log");
         let mut bytes = Vec::new();
-        File::open(&jpath).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(io("read", &jpath))?;
+        File::open(&jpath)
+            .and_then(|mut f| f.read_to_end(&mut bytes))
+            .map_err(io("read", &jpath))?;
         let (records, used) = unframe(&bytes);
         let mut entries = Vec::with_capacity(records.len());
         let mut valid = 0usize;
@@ -192,7 +215,9 @@ impl Store for DirStore {
         debug_assert!(valid <= used);
         if valid < bytes.len() {
             // A torn tail: the append never completed, so it was never acknowledged.
-            self.journal.set_len(valid as u64).map_err(io("truncate torn tail of", &jpath))?;
+            self.journal
+                .set_len(valid as u64)
+                .map_err(io("truncate torn tail of", &jpath))?;
             self.journal.sync_all().map_err(io("fsync", &jpath))?;
         }
         let after = snapshot.as_ref().map_or(0, |s| s.seq);
@@ -202,8 +227,13 @@ impl Store for DirStore {
 
     fn append(&mut self, entry: &JournalEntry) -> Result<()> {
         let jpath = self.dir.join("journal.log");
-        let payload = serde_json::to_vec(entry).map_err(|e| FabricError::Corrupt { what: "journal entry".into(), detail: e.to_string() })?;
-        self.journal.write_all(&frame(&payload)).map_err(io("append to", &jpath))?;
+        let payload = serde_json::to_vec(entry).map_err(|e| FabricError::Corrupt {
+            what: "journal entry".into(),
+            detail: e.to_string(),
+        })?;
+        self.journal
+            .write_all(&frame(&payload))
+            .map_err(io("append to", &jpath))?;
         self.journal.sync_data().map_err(io("fsync", &jpath))
     }
 
@@ -211,7 +241,8 @@ impl Store for DirStore {
         let tmp = self.dir.join("snapshot.tmp");
         let path = self.dir.join("snapshot.bin");
         let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
-        f.write_all(&frame(&snapshot.to_bytes()?)).map_err(io("write", &tmp))?;
+        f.write_all(&frame(&snapshot.to_bytes()?))
+            .map_err(io("write", &tmp))?;
         f.sync_all().map_err(io("fsync", &tmp))?;
         std::fs::rename(&tmp, &path).map_err(io("rename snapshot to", &path))?;
         self.sync_dir()?;
@@ -276,7 +307,10 @@ pub struct Fabric<S: Store> {
 
 impl<S: Store> std::fmt::Debug for Fabric<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Fabric").field("seq", &self.seq).field("last_ms", &self.last_ms).finish_non_exhaustive()
+        f.debug_struct("Fabric")
+            .field("seq", &self.seq)
+            .field("last_ms", &self.last_ms)
+            .finish_non_exhaustive()
     }
 }
 
@@ -291,14 +325,25 @@ impl<S: Store> Fabric<S> {
         let mut last_ms = 0;
         for e in entries {
             if e.seq != seq + 1 {
-                return Err(FabricError::Corrupt { what: "journal".into(), detail: format!("entry {} follows {seq}", e.seq) });
+                return Err(FabricError::Corrupt {
+                    what: "journal".into(),
+                    detail: format!("entry {} follows {seq}", e.seq),
+                });
             }
             // Errors were errors the first time too: replay reproduces them (no state change).
             let _ = scheduler.apply(e.command, e.at_ms);
             seq = e.seq;
             last_ms = e.at_ms;
         }
-        Ok(Self { scheduler, store, clock, seq, last_ms, since_snapshot: 0, snapshot_every: 10_000 })
+        Ok(Self {
+            scheduler,
+            store,
+            clock,
+            seq,
+            last_ms,
+            since_snapshot: 0,
+            snapshot_every: 10_000,
+        })
     }
 
     /// Takes a snapshot automatically after this many commands (0 = never).
@@ -310,7 +355,11 @@ impl<S: Store> Fabric<S> {
     /// Journals the command durably, then applies it.
     pub fn execute(&mut self, command: Command) -> Result<Outcome> {
         let at_ms = self.clock.now_ms().max(self.last_ms);
-        let entry = JournalEntry { seq: self.seq + 1, at_ms, command };
+        let entry = JournalEntry {
+            seq: self.seq + 1,
+            at_ms,
+            command,
+        };
         self.store.append(&entry)?;
         self.seq = entry.seq;
         self.last_ms = at_ms;
@@ -325,12 +374,19 @@ impl<S: Store> Fabric<S> {
     /// Checks heartbeats; journals a command only when some node timed out.
     pub fn tick(&mut self) -> Result<Option<Outcome>> {
         let now = self.clock.now_ms().max(self.last_ms);
-        if self.scheduler.heartbeats_expired(now) { self.execute(Command::CheckHeartbeats).map(Some) } else { Ok(None) }
+        if self.scheduler.heartbeats_expired(now) {
+            self.execute(Command::CheckHeartbeats).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     /// Writes a snapshot of the current state.
     pub fn snapshot(&mut self) -> Result<()> {
-        let snap = Snapshot { seq: self.seq, state: self.scheduler.state().clone() };
+        let snap = Snapshot {
+            seq: self.seq,
+            state: self.scheduler.state().clone(),
+        };
         self.store.write_snapshot(&snap)?;
         self.since_snapshot = 0;
         Ok(())
@@ -350,9 +406,15 @@ impl<S: Store> Fabric<S> {
     pub fn seq(&self) -> u64 {
         self.seq
     }
+
+    /// Closes the fabric and hands back its store (e.g. to reopen it, as after a restart).
+    pub fn into_store(self) -> S {
+        self.store
+    }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -58,18 +58,28 @@ struct Table<'a> {
 
 impl<'a> Table<'a> {
     fn parse(text: &'a str, file: &'a str) -> Result<Self> {
-        let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+        let mut lines = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty());
         let (_, header) = lines.next().ok_or_else(|| FabricError::Trace {
             file: file.to_string(),
             line: 1,
             detail: "empty file (no header)".into(),
         })?;
-        let cols: HashMap<String, usize> =
-            header.split(',').enumerate().map(|(i, c)| (c.trim().to_string(), i)).collect();
+        let cols: HashMap<String, usize> = header
+            .split(',')
+            .enumerate()
+            .map(|(i, c)| (c.trim().to_string(), i))
+            .collect();
         let mut rows = Vec::new();
         for (i, line) in lines {
             if line.contains('"') {
-                return Err(FabricError::Trace { file: file.into(), line: i + 1, detail: "quoted fields are not supported".into() });
+                return Err(FabricError::Trace {
+                    file: file.into(),
+                    line: i + 1,
+                    detail: "quoted fields are not supported".into(),
+                });
             }
             rows.push((i + 1, line.split(',').map(str::trim).collect()));
         }
@@ -77,18 +87,25 @@ impl<'a> Table<'a> {
     }
 
     fn col(&self, name: &str) -> Result<usize> {
-        self.cols.get(name).copied().ok_or_else(|| FabricError::Trace {
-            file: self.file.to_string(),
-            line: 1,
-            detail: format!("missing column {name:?}"),
-        })
+        self.cols
+            .get(name)
+            .copied()
+            .ok_or_else(|| FabricError::Trace {
+                file: self.file.to_string(),
+                line: 1,
+                detail: format!("missing column {name:?}"),
+            })
     }
 
     fn field<'r>(&self, row: &'r (usize, Vec<&'a str>), col: usize) -> Result<&'a str> {
         row.1.get(col).copied().ok_or_else(|| FabricError::Trace {
             file: self.file.to_string(),
             line: row.0,
-            detail: format!("row has {} fields, expected at least {}", row.1.len(), col + 1),
+            detail: format!(
+                "row has {} fields, expected at least {}",
+                row.1.len(),
+                col + 1
+            ),
         })
     }
 
@@ -108,12 +125,22 @@ impl<'a> Table<'a> {
 /// Parses a node list (`sn,cpu_milli,memory_mib,gpu,model`).
 pub fn parse_nodes(text: &str, file: &str) -> Result<Vec<TraceNode>> {
     let t = Table::parse(text, file)?;
-    let (sn, cpu, mem, gpu, model) = (t.col("sn")?, t.col("cpu_milli")?, t.col("memory_mib")?, t.col("gpu")?, t.col("model")?);
+    let (sn, cpu, mem, gpu, model) = (
+        t.col("sn")?,
+        t.col("cpu_milli")?,
+        t.col("memory_mib")?,
+        t.col("gpu")?,
+        t.col("model")?,
+    );
     let mut out = Vec::with_capacity(t.rows.len());
     for row in &t.rows {
         let gpus = t.num(row, gpu, "gpu")?;
         if gpus > crate::model::MAX_GPUS_PER_NODE as u64 {
-            return Err(FabricError::Trace { file: file.into(), line: row.0, detail: format!("gpu = {gpus} exceeds 64") });
+            return Err(FabricError::Trace {
+                file: file.into(),
+                line: row.0,
+                detail: format!("gpu = {gpus} exceeds 64"),
+            });
         }
         out.push(TraceNode {
             name: t.field(row, sn)?.to_string(),
@@ -129,8 +156,13 @@ pub fn parse_nodes(text: &str, file: &str) -> Result<Vec<TraceNode>> {
 /// Parses a pod list and orders it by `creation_time` when present (stable: file order breaks ties).
 pub fn parse_pods(text: &str, file: &str) -> Result<Vec<TracePod>> {
     let t = Table::parse(text, file)?;
-    let (name, cpu, mem, ngpu, milli) =
-        (t.col("name")?, t.col("cpu_milli")?, t.col("memory_mib")?, t.col("num_gpu")?, t.col("gpu_milli")?);
+    let (name, cpu, mem, ngpu, milli) = (
+        t.col("name")?,
+        t.col("cpu_milli")?,
+        t.col("memory_mib")?,
+        t.col("num_gpu")?,
+        t.col("gpu_milli")?,
+    );
     let spec = t.cols.get("gpu_spec").copied();
     let created = t.cols.get("creation_time").copied();
     let mut out = Vec::with_capacity(t.rows.len());
@@ -141,7 +173,9 @@ pub fn parse_pods(text: &str, file: &str) -> Result<Vec<TracePod>> {
             return Err(FabricError::Trace {
                 file: file.into(),
                 line: row.0,
-                detail: format!("num_gpu = {num_gpu}, gpu_milli = {gpu_milli} is not a valid GPU request"),
+                detail: format!(
+                    "num_gpu = {num_gpu}, gpu_milli = {gpu_milli} is not a valid GPU request"
+                ),
             });
         }
         out.push(TracePod {
@@ -150,7 +184,10 @@ pub fn parse_pods(text: &str, file: &str) -> Result<Vec<TracePod>> {
             memory_mib: t.num(row, mem, "memory_mib")?,
             num_gpu: num_gpu as u32,
             gpu_milli: gpu_milli as u32,
-            gpu_spec: spec.and_then(|c| row.1.get(c).copied()).unwrap_or("").to_string(),
+            gpu_spec: spec
+                .and_then(|c| row.1.get(c).copied())
+                .unwrap_or("")
+                .to_string(),
             creation_time: match created {
                 Some(c) => Some(t.num(row, c, "creation_time")?),
                 None => None,
@@ -165,14 +202,18 @@ pub fn parse_pods(text: &str, file: &str) -> Result<Vec<TracePod>> {
 pub fn nodes_to_csv(nodes: &[TraceNode]) -> String {
     let mut s = String::from("sn,cpu_milli,memory_mib,gpu,model\n");
     for n in nodes {
-        s.push_str(&format!("{},{},{},{},{}\n", n.name, n.cpu_milli, n.memory_mib, n.gpus, n.model));
+        s.push_str(&format!(
+            "{},{},{},{},{}\n",
+            n.name, n.cpu_milli, n.memory_mib, n.gpus, n.model
+        ));
     }
     s
 }
 
 /// Writes pods in the trace's CSV format (with `gpu_spec` and `creation_time`).
 pub fn pods_to_csv(pods: &[TracePod]) -> String {
-    let mut s = String::from("name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,creation_time\n");
+    let mut s =
+        String::from("name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,creation_time\n");
     for p in pods {
         s.push_str(&format!(
             "{},{},{},{},{},{},{}\n",
@@ -219,13 +260,20 @@ pub struct ReplayReport {
 pub fn replay(nodes: &[TraceNode], pods: &[TracePod], scorers: &ScorerSet) -> Result<ReplayReport> {
     let mut cluster = Cluster::new();
     for n in nodes {
-        let spec = NodeSpec::new(n.name.clone(), n.cpu_milli, n.memory_mib).with_gpus(&n.model, n.gpus as usize, 0);
+        let spec = NodeSpec::new(n.name.clone(), n.cpu_milli, n.memory_mib).with_gpus(
+            &n.model,
+            n.gpus as usize,
+            0,
+        );
         cluster.register(spec, 0)?;
     }
     let capacity = cluster.stats().gpu_milli.max(1) as f64;
     let latency = LatencyTable::default();
     let constraints = Constraints::default();
-    let filter = Filter { constraints: &constraints, latency: &latency };
+    let filter = Filter {
+        constraints: &constraints,
+        latency: &latency,
+    };
     let mut workload = WorkloadDistribution::new();
     let mut scratch = ScoreScratch::default();
     let mut spec_cache: HashMap<String, Option<Vec<u32>>> = HashMap::new();
@@ -239,7 +287,11 @@ pub fn replay(nodes: &[TraceNode], pods: &[TracePod], scorers: &ScorerSet) -> Re
         } else if let Some(m) = spec_cache.get(&p.gpu_spec) {
             m.clone()
         } else {
-            let mut ids: Vec<u32> = p.gpu_spec.split('|').map(|m| cluster.intern_model(m.trim())).collect();
+            let mut ids: Vec<u32> = p
+                .gpu_spec
+                .split('|')
+                .map(|m| cluster.intern_model(m.trim()))
+                .collect();
             ids.sort_unstable();
             ids.dedup();
             spec_cache.insert(p.gpu_spec.clone(), Some(ids.clone()));
@@ -247,7 +299,13 @@ pub fn replay(nodes: &[TraceNode], pods: &[TracePod], scorers: &ScorerSet) -> Re
         };
         let d = Demand {
             gpus: p.num_gpu,
-            milli: if p.num_gpu == 0 { 0 } else if p.gpu_milli == 0 { 1000 } else { p.gpu_milli },
+            milli: if p.num_gpu == 0 {
+                0
+            } else if p.gpu_milli == 0 {
+                1000
+            } else {
+                p.gpu_milli
+            },
             cpu: p.cpu_milli,
             mem: p.memory_mib,
             tpu: 0,
@@ -301,7 +359,27 @@ pub struct TraceMix {
 impl Default for TraceMix {
     /// Roughly the `openb` default trace's mix: 13% CPU-only, ~60% of GPU pods shared, ~1% multi-GPU.
     fn default() -> Self {
-        Self { nodes: 120, load: 1.0, cpu_only: 0.13, sharing: 0.6, multi_gpu: 0.01, gpu_spec: 0.0, seed: 1 }
+        Self {
+            nodes: 120,
+            load: 1.0,
+            cpu_only: 0.13,
+            sharing: 0.6,
+            multi_gpu: 0.01,
+            gpu_spec: 0.0,
+            seed: 1,
+        }
+    }
+}
+
+impl TraceMix {
+    /// The mix of the small trace shipped in `atom-fabric/tests/data/` (40 nodes, seed 2023);
+    /// regenerate it with `cargo run -p atom-fabric --example synth_trace -- atom-fabric/tests/data`.
+    pub fn shipped() -> Self {
+        Self {
+            nodes: 40,
+            seed: 2023,
+            ..Self::default()
+        }
     }
 }
 
@@ -331,12 +409,15 @@ impl SplitMix {
     }
 }
 
+/// (GPUs, CPU millicores, memory MiB, GPU model) of a synthetic node.
+type NodeShape = (u32, u64, u64, &'static str);
+
 /// Generates a synthetic trace with the `openb` shape: node types like the trace's (8-GPU,
 /// 4-GPU, 2-GPU and 1-GPU machines of several models) and pods drawn from `mix`.
 pub fn synthesize(mix: &TraceMix) -> (Vec<TraceNode>, Vec<TracePod>) {
     let mut rng = SplitMix(mix.seed);
     // (gpus, cpu_milli, memory_mib, model, weight): the most common shapes of the openb node list.
-    let shapes: [((u32, u64, u64, &str), f64); 6] = [
+    let shapes: [(NodeShape, f64); 6] = [
         ((8, 96_000, 393_216, "G2"), 0.45),
         ((2, 104_000, 524_288, "T4"), 0.30),
         ((2, 64_000, 262_144, "P100"), 0.10),
@@ -349,27 +430,72 @@ pub fn synthesize(mix: &TraceMix) -> (Vec<TraceNode>, Vec<TracePod>) {
     for i in 0..mix.nodes {
         let (g, c, m, model) = rng.pick(&shapes);
         capacity += u64::from(g) * 1000;
-        nodes.push(TraceNode { name: format!("syn-node-{i:04}"), cpu_milli: c, memory_mib: m, gpus: g, model: model.into() });
+        nodes.push(TraceNode {
+            name: format!("syn-node-{i:04}"),
+            cpu_milli: c,
+            memory_mib: m,
+            gpus: g,
+            model: model.into(),
+        });
     }
-    let shares: [(u32, f64); 8] =
-        [(810, 0.25), (470, 0.18), (320, 0.08), (650, 0.06), (230, 0.04), (460, 0.2), (590, 0.1), (110, 0.09)];
-    let specs: [(&str, f64); 4] = [("V100M16|V100M32", 0.4), ("T4", 0.3), ("G2", 0.2), ("P100|T4", 0.1)];
+    let shares: [(u32, f64); 8] = [
+        (810, 0.25),
+        (470, 0.18),
+        (320, 0.08),
+        (650, 0.06),
+        (230, 0.04),
+        (460, 0.2),
+        (590, 0.1),
+        (110, 0.09),
+    ];
+    let specs: [(&str, f64); 4] = [
+        ("V100M16|V100M32", 0.4),
+        ("T4", 0.3),
+        ("G2", 0.2),
+        ("P100|T4", 0.1),
+    ];
     let target = (capacity as f64 * mix.load) as u64;
     let mut demand = 0u64;
     let mut pods = Vec::new();
     while demand < target {
         let i = pods.len();
         let (num_gpu, gpu_milli, cpu) = if rng.unit() < mix.cpu_only {
-            (0, 0, rng.pick(&[(2000u64, 0.3), (4000, 0.3), (8000, 0.25), (16_000, 0.1), (32_000, 0.05)]))
+            (
+                0,
+                0,
+                rng.pick(&[
+                    (2000u64, 0.3),
+                    (4000, 0.3),
+                    (8000, 0.25),
+                    (16_000, 0.1),
+                    (32_000, 0.05),
+                ]),
+            )
         } else if rng.unit() < mix.multi_gpu {
             let g = rng.pick(&[(2u32, 0.4), (4, 0.3), (8, 0.3)]);
-            (g, 1000, u64::from(g) * rng.pick(&[(4000u64, 0.3), (8000, 0.5), (12_000, 0.2)]))
+            (
+                g,
+                1000,
+                u64::from(g) * rng.pick(&[(4000u64, 0.3), (8000, 0.5), (12_000, 0.2)]),
+            )
         } else if rng.unit() < mix.sharing {
-            (1, rng.pick(&shares), rng.pick(&[(2000u64, 0.3), (4000, 0.3), (6000, 0.3), (12_000, 0.1)]))
+            (
+                1,
+                rng.pick(&shares),
+                rng.pick(&[(2000u64, 0.3), (4000, 0.3), (6000, 0.3), (12_000, 0.1)]),
+            )
         } else {
-            (1, 1000, rng.pick(&[(4000u64, 0.3), (8000, 0.4), (12_000, 0.3)]))
+            (
+                1,
+                1000,
+                rng.pick(&[(4000u64, 0.3), (8000, 0.4), (12_000, 0.3)]),
+            )
         };
-        let gpu_spec = if num_gpu > 0 && rng.unit() < mix.gpu_spec { rng.pick(&specs).to_string() } else { String::new() };
+        let gpu_spec = if num_gpu > 0 && rng.unit() < mix.gpu_spec {
+            rng.pick(&specs).to_string()
+        } else {
+            String::new()
+        };
         let memory_mib = cpu * rng.pick(&[(2u64, 0.5), (3, 0.3), (4, 0.2)]);
         demand += u64::from(num_gpu) * u64::from(gpu_milli);
         // CPU-only pods add no GPU demand; cap the trace so a CPU-heavy mix still ends.
@@ -390,6 +516,7 @@ pub fn synthesize(mix: &TraceMix) -> (Vec<TraceNode>, Vec<TracePod>) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -408,28 +535,64 @@ mod tests {
     fn columns_may_be_missing_then_file_order_holds() {
         let text = "name,cpu_milli,memory_mib,num_gpu,gpu_milli\nz,1,1,0,0\ny,1,1,1,1000\n";
         let pods = parse_pods(text, "p.csv").unwrap();
-        assert_eq!(pods.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["z", "y"]);
+        assert_eq!(
+            pods.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+            ["z", "y"]
+        );
         assert!(pods[0].creation_time.is_none() && pods[1].gpu_spec.is_empty());
     }
 
     #[test]
     fn bad_rows_name_file_and_line() {
-        let err = parse_pods("name,cpu_milli,memory_mib,num_gpu,gpu_milli\nx,1,1,1,1500\n", "p.csv").unwrap_err();
-        assert_eq!(err.to_string(), "trace p.csv line 2: num_gpu = 1, gpu_milli = 1500 is not a valid GPU request");
+        let err = parse_pods(
+            "name,cpu_milli,memory_mib,num_gpu,gpu_milli\nx,1,1,1,1500\n",
+            "p.csv",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "trace p.csv line 2: num_gpu = 1, gpu_milli = 1500 is not a valid GPU request"
+        );
         let err = parse_nodes("sn,cpu_milli,memory_mib,gpu\n", "n.csv").unwrap_err();
-        assert!(err.to_string().contains("missing column \"model\""), "{err}");
+        assert!(
+            err.to_string().contains("missing column \"model\""),
+            "{err}"
+        );
     }
 
     #[test]
     fn gpu_spec_is_honoured() {
         let nodes = vec![
-            TraceNode { name: "a".into(), cpu_milli: 8000, memory_mib: 100, gpus: 1, model: "T4".into() },
-            TraceNode { name: "b".into(), cpu_milli: 8000, memory_mib: 100, gpus: 1, model: "V100".into() },
+            TraceNode {
+                name: "a".into(),
+                cpu_milli: 8000,
+                memory_mib: 100,
+                gpus: 1,
+                model: "T4".into(),
+            },
+            TraceNode {
+                name: "b".into(),
+                cpu_milli: 8000,
+                memory_mib: 100,
+                gpus: 1,
+                model: "V100".into(),
+            },
         ];
         let pod = |spec: &str| TracePod {
-            name: "p".into(), cpu_milli: 1, memory_mib: 1, num_gpu: 1, gpu_milli: 1000, gpu_spec: spec.into(), creation_time: None,
+            name: "p".into(),
+            cpu_milli: 1,
+            memory_mib: 1,
+            num_gpu: 1,
+            gpu_milli: 1000,
+            gpu_spec: spec.into(),
+            creation_time: None,
         };
-        let r = replay(&nodes, &[pod("V100"), pod("V100"), pod("T4|A10")], &ScorerSet::by_name("first-fit").unwrap()).unwrap();
+        let r = replay(
+            &nodes,
+            &[pod("V100"), pod("V100"), pod("T4|A10")],
+            &ScorerSet::by_name("first-fit").unwrap(),
+        )
+        .unwrap();
         assert_eq!(r.pods_failed, 1);
         assert_eq!(r.share_at_end, 1.0);
     }

@@ -148,6 +148,39 @@ impl WorkloadDistribution {
     }
 }
 
+/// Contention of each GPU model: the demand of model-constrained task types that accept it,
+/// as a share of all GPU demand, over the share of GPU capacity their accepted models hold.
+/// Near 1, constrained work needs nearly all of that model; near 0, the model is free to use.
+pub(crate) fn model_contention(types: &[FrozenType], model_milli: &[u64]) -> Vec<f64> {
+    let total_cap: u64 = model_milli.iter().sum();
+    let total_demand: f64 = types
+        .iter()
+        .map(|t| t.p * f64::from(t.gpus) * f64::from(t.milli))
+        .sum();
+    let mut out = vec![0.0; model_milli.len()];
+    if total_cap == 0 || total_demand <= 0.0 {
+        return out;
+    }
+    for t in types {
+        let Some(models) = &t.models else { continue };
+        let cap: u64 = models
+            .iter()
+            .filter_map(|&m| model_milli.get(m as usize))
+            .sum();
+        if cap == 0 {
+            continue;
+        }
+        let ratio = (t.p * f64::from(t.gpus) * f64::from(t.milli) / total_demand)
+            / (cap as f64 / total_cap as f64);
+        for &m in models {
+            if let Some(c) = out.get_mut(m as usize) {
+                *c += ratio;
+            }
+        }
+    }
+    out
+}
+
 /// Bit i set when frozen type i fits the node's free CPU and memory.
 pub(crate) fn cpu_fit_mask(types: &[FrozenType], cpu_free: u64, mem_free: u64) -> u64 {
     types
@@ -158,7 +191,14 @@ pub(crate) fn cpu_fit_mask(types: &[FrozenType], cpu_free: u64, mem_free: u64) -
 }
 
 /// Expected fragmentation (milli-GPUs) of a node with devices `(model, free milli)`.
-pub(crate) fn expected_fragmentation(devs: &[(u32, u32)], fit_mask: u64, types: &[FrozenType]) -> f64 {
+///
+/// Free devices of a model a task type does not accept are fragments from its point of view
+/// (as in FGD): flexible tasks are thus steered onto GPU models that constrained tasks cannot use.
+pub(crate) fn expected_fragmentation(
+    devs: &[(u32, u32)],
+    fit_mask: u64,
+    types: &[FrozenType],
+) -> f64 {
     let total: u64 = devs.iter().map(|&(_, f)| u64::from(f)).sum();
     if total == 0 {
         return 0.0;
@@ -178,7 +218,11 @@ pub(crate) fn expected_fragmentation(devs: &[(u32, u32)], fit_mask: u64, types: 
                     unusable_free += u64::from(free);
                 }
             }
-            if usable >= t.gpus { unusable_free } else { total }
+            if usable >= t.gpus {
+                unusable_free
+            } else {
+                total
+            }
         };
         sum += t.p * frag as f64;
     }
@@ -186,11 +230,20 @@ pub(crate) fn expected_fragmentation(devs: &[(u32, u32)], fit_mask: u64, types: 
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     fn d(gpus: u32, milli: u32, cpu: u64) -> Demand {
-        Demand { gpus, milli, cpu, mem: 0, tpu: 0, qubits: 0, models: None }
+        Demand {
+            gpus,
+            milli,
+            cpu,
+            mem: 0,
+            tpu: 0,
+            qubits: 0,
+            models: None,
+        }
     }
 
     #[test]

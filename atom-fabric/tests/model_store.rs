@@ -59,10 +59,13 @@ fn file_store(f: &Fixture, cache: &Path) -> ModelStore {
     ModelStore::open(cfg, ring(f)).unwrap()
 }
 
+/// (path, Range header) of every request the test server saw.
+type RequestLog = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
 struct Server {
     url: String,
     ca_pem: Vec<u8>,
-    requests: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    requests: RequestLog,
     _rt: tokio::runtime::Runtime,
 }
 
@@ -295,11 +298,13 @@ fn tampered_manifest_and_wrong_key_are_refused() {
     std::fs::write(&sig, bundle.to_string()).unwrap();
     let cache = tempfile::tempdir().unwrap();
     match file_store(&f, cache.path()).pull("m", "v1", 0) {
-        Err(ModelStoreError::Manifest {
-            source:
-                atom_policy::Error::Verify(atom_policy::signature::VerifyError::BadSignature { .. }),
-            ..
-        }) => {}
+        Err(ModelStoreError::Manifest { source, .. })
+            if matches!(
+                *source,
+                atom_policy::Error::Verify(
+                    atom_policy::signature::VerifyError::BadSignature { .. }
+                )
+            ) => {}
         other => panic!("{other:?}"),
     }
     let other = SigningKey::generate(KeySpec::Hybrid(Algorithm::MlDsa65));
@@ -309,11 +314,11 @@ fn tampered_manifest_and_wrong_key_are_refused() {
     );
     let mut s = ModelStore::open(cfg, KeyRing::trusting(other.verifying_key())).unwrap();
     match s.pull("m", "v2", 0) {
-        Err(ModelStoreError::Manifest {
-            source:
-                atom_policy::Error::Verify(atom_policy::signature::VerifyError::UnknownKey { .. }),
-            ..
-        }) => {}
+        Err(ModelStoreError::Manifest { source, .. })
+            if matches!(
+                *source,
+                atom_policy::Error::Verify(atom_policy::signature::VerifyError::UnknownKey { .. })
+            ) => {}
         other => panic!("{other:?}"),
     }
 }

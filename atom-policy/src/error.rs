@@ -61,6 +61,15 @@ pub enum Error {
     /// The post-quantum handshake failed.
     #[error("handshake: {0}")]
     Handshake(String),
+    /// A Merkle proof did not verify; the inner error names the check.
+    #[error("merkle proof: {0}")]
+    Proof(#[from] crate::merkle::ProofError),
+    /// A signed note or checkpoint did not verify or parse.
+    #[error("signed note: {0}")]
+    Note(#[from] crate::note::NoteError),
+    /// The audit log failed (I/O, damage found, refused entry).
+    #[error("audit log: {0}")]
+    Audit(#[from] crate::audit::AuditError),
     /// A JSON document was malformed.
     #[error("malformed JSON in {what}: {source}")]
     Json {

@@ -274,10 +274,10 @@ impl JwtValidator {
         if now >= exp.saturating_add(self.leeway_secs) {
             return Err(JwtError::Expired { exp, now });
         }
-        if let Some(nbf) = claims.nbf {
-            if now.saturating_add(self.leeway_secs) < nbf {
-                return Err(JwtError::NotYetValid { nbf, now });
-            }
+        if let Some(nbf) = claims.nbf
+            && now.saturating_add(self.leeway_secs) < nbf
+        {
+            return Err(JwtError::NotYetValid { nbf, now });
         }
         if let Some(aud) = &self.audience {
             match &claims.aud {
@@ -296,13 +296,13 @@ impl JwtValidator {
         if claims.tenant_id.trim().is_empty() {
             return Err(JwtError::MissingClaim("tenant_id"));
         }
-        if let Some(req) = request_tenant {
-            if req != claims.tenant_id {
-                return Err(JwtError::TenantMismatch {
-                    token: claims.tenant_id,
-                    request: req.to_owned(),
-                });
-            }
+        if let Some(req) = request_tenant
+            && req != claims.tenant_id
+        {
+            return Err(JwtError::TenantMismatch {
+                token: claims.tenant_id,
+                request: req.to_owned(),
+            });
         }
         Ok(claims)
     }

@@ -543,14 +543,14 @@ impl SignedBundle {
                 .iter()
                 .filter_map(|id| ring.find_component(id).and_then(|(_, c)| pem_hint(c)))
                 .collect();
-            if let Some(expected) = ecdsa_hints.first() {
-                if !ecdsa_hints.contains(hint) {
-                    return Err(ManifestError::HintMismatch {
-                        hint: hint.clone(),
-                        expected: expected.clone(),
-                    }
-                    .into());
+            if let Some(expected) = ecdsa_hints.first()
+                && !ecdsa_hints.contains(hint)
+            {
+                return Err(ManifestError::HintMismatch {
+                    hint: hint.clone(),
+                    expected: expected.clone(),
                 }
+                .into());
             }
         }
         Ok((ModelManifest::from_statement(&payload)?, verified.key_ids))

@@ -877,6 +877,15 @@ pub enum CheckpointMode {
     Hybrid,
 }
 
+impl TryFrom<crate::config::PqcMode> for CheckpointMode {
+    type Error = NoteError;
+
+    /// `PQC_MODE=off` has no checkpoint mode: checkpoints are always signed.
+    fn try_from(mode: crate::config::PqcMode) -> Result<Self, NoteError> {
+        Self::parse(mode.as_str())
+    }
+}
+
 impl CheckpointMode {
     /// Parse a `PQC_MODE` value (`hybrid` or `classical`, case-insensitive).
     pub fn parse(s: &str) -> Result<Self, NoteError> {

@@ -117,12 +117,11 @@ pub fn redact(name: &str, value: &str) -> String {
 
 fn redact_password(value: &str) -> String {
     // URL form: scheme://user:password@host
-    if let Some((scheme, rest)) = value.split_once("://") {
-        if let Some((creds, host)) = rest.split_once('@') {
-            if let Some((user, _)) = creds.split_once(':') {
-                return format!("{scheme}://{user}:<REDACTED>@{host}");
-            }
-        }
+    if let Some((scheme, rest)) = value.split_once("://")
+        && let Some((creds, host)) = rest.split_once('@')
+        && let Some((user, _)) = creds.split_once(':')
+    {
+        return format!("{scheme}://{user}:<REDACTED>@{host}");
     }
     // key=value form: password=...
     value

@@ -468,3 +468,92 @@ fn record_past_the_checkpoint_with_damaged_checksum_is_reported_not_dropped() {
     );
     assert_eq!(starts.len(), 11);
 }
+
+#[test]
+fn damaged_stored_hashes_and_offsets_are_located() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, _) = fixture(dir.path(), 12, false);
+    let flip = |file: &Path, at: usize| {
+        let mut d = fs::read(file).unwrap();
+        d[at] ^= 0x80;
+        fs::write(file, &d).unwrap();
+    };
+    // Leaf hash of record 9 (level 0, bytes 9*32..10*32).
+    let l0 = p.join("tree/level-00.dat");
+    flip(&l0, 9 * 32 + 17);
+    let err = verify_log(&p, None, None).unwrap_err();
+    assert!(
+        matches!(err, AuditError::LeafMismatch { index: 9 }),
+        "{err}"
+    );
+    flip(&l0, 9 * 32 + 17);
+    // End offset of record 4.
+    let off = p.join("offsets.dat");
+    flip(&off, 4 * 8);
+    let err = verify_log(&p, None, None).unwrap_err();
+    assert!(
+        matches!(err, AuditError::OffsetMismatch { index: 4, .. }),
+        "{err}"
+    );
+    flip(&off, 4 * 8);
+    // Level-2 node 1 covers leaves 4..8.
+    let l2 = p.join("tree/level-02.dat");
+    flip(&l2, 32 + 3);
+    let err = verify_log(&p, None, None).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AuditError::NodeMismatch {
+                level: 2,
+                index: 1,
+                first: 4,
+                end: 8
+            }
+        ),
+        "{err}"
+    );
+    flip(&l2, 32 + 3);
+    verify_log(&p, None, None).unwrap();
+}
+
+#[test]
+fn checkpoint_that_does_not_match_the_records_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, _) = tamper_fixture(dir.path(), 6);
+    // A validly signed checkpoint whose root is not the records' root (e.g. a split view).
+    let fake = atom_policy::note::Checkpoint::new(ORIGIN, 6, [0xAB; 32])
+        .sign(&[&ed()], 0)
+        .unwrap();
+    fs::write(p.join("checkpoint"), fake).unwrap();
+    let err = verify_log(&p, None, None).unwrap_err();
+    assert!(
+        matches!(err, AuditError::CheckpointMismatch { size: 6, .. }),
+        "{err}"
+    );
+    let err = AuditLog::open(&p, manual()).unwrap_err();
+    assert!(
+        matches!(err, AuditError::CheckpointMismatch { size: 6, .. }),
+        "{err}"
+    );
+    // One that claims more records than the log holds.
+    let ahead = atom_policy::note::Checkpoint::new(ORIGIN, 7, [0xAB; 32])
+        .sign(&[&ed()], 0)
+        .unwrap();
+    fs::write(p.join("checkpoint"), ahead).unwrap();
+    let err = AuditLog::open(&p, manual()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AuditError::CheckpointAhead {
+                checkpoint_size: 7,
+                log_size: 6
+            }
+        ),
+        "{err}"
+    );
+    let err = verify_log(&p, None, None).unwrap_err();
+    assert!(
+        matches!(err, AuditError::Truncated { index: 6, .. }),
+        "{err}"
+    );
+}

@@ -54,6 +54,25 @@ fn exchange(
     Ok((client_group.unwrap(), server_group?))
 }
 
+/// A plain rustls client (not configured by atom-policy) that offers only `group`.
+fn client_offering(
+    cert_pem: &str,
+    group: &'static dyn rustls::crypto::SupportedKxGroup,
+) -> rustls::ClientConfig {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    provider.kx_groups = vec![group];
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap())
+        .unwrap();
+    rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
 #[test]
 fn hybrid_mode_negotiates_x25519mlkem768() {
     let (cert_pem, key_pem) = cert();
@@ -75,18 +94,7 @@ fn hybrid_server_refuses_a_classical_only_client() {
     )
     .unwrap();
     // A client that offers X25519 only.
-    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
-    provider.kx_groups = vec![rustls::crypto::aws_lc_rs::kx_group::X25519];
-    let mut roots = rustls::RootCertStore::empty();
-    use rustls::pki_types::{CertificateDer, pem::PemObject};
-    roots
-        .add(CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap())
-        .unwrap();
-    let client = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let client = client_offering(&cert_pem, rustls::crypto::aws_lc_rs::kx_group::X25519);
     let err = exchange(server, client).unwrap_err();
     assert!(
         err.to_lowercase().contains("handshake") || err.contains("alert"),
@@ -99,18 +107,7 @@ fn classical_mode_offers_classical_groups_too() {
     let (cert_pem, key_pem) = cert();
     let mode = Mode::new(PqcMode::Classical, false);
     let server = tls_server_config(cert_pem.as_bytes(), key_pem.as_bytes(), mode).unwrap();
-    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
-    provider.kx_groups = vec![rustls::crypto::aws_lc_rs::kx_group::SECP256R1];
-    let mut roots = rustls::RootCertStore::empty();
-    use rustls::pki_types::{CertificateDer, pem::PemObject};
-    roots
-        .add(CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap())
-        .unwrap();
-    let client = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let client = client_offering(&cert_pem, rustls::crypto::aws_lc_rs::kx_group::SECP256R1);
     let (c, _) = exchange(server, client).unwrap();
     assert_eq!(c, NamedGroup::secp256r1);
 }

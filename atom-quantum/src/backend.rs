@@ -20,7 +20,11 @@ pub struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { shots: 1024, seed: None, precision: Precision::Double }
+        RunOptions {
+            shots: 1024,
+            seed: None,
+            precision: Precision::Double,
+        }
     }
 }
 
@@ -88,7 +92,10 @@ impl QuantumBackend for LocalSimulator {
             }
             .into(),
         );
-        metadata.insert("seed".into(), options.seed.map_or(serde_json::Value::Null, Into::into));
+        metadata.insert(
+            "seed".into(),
+            options.seed.map_or(serde_json::Value::Null, Into::into),
+        );
         metadata.insert("method".into(), "statevector".into());
         Ok(BackendResult {
             backend: self.name().to_string(),
@@ -120,7 +127,9 @@ pub struct ProviderRegistry {
 
 impl std::fmt::Debug for ProviderRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProviderRegistry").field("providers", &self.names()).finish()
+        f.debug_struct("ProviderRegistry")
+            .field("providers", &self.names())
+            .finish()
     }
 }
 
@@ -136,11 +145,17 @@ pub const PROVIDER_ENV: &str = "QUANTUM_PROVIDER";
 impl ProviderRegistry {
     /// A registry with the built-in providers.
     pub fn new() -> ProviderRegistry {
-        let mut r = ProviderRegistry { factories: BTreeMap::new() };
+        let mut r = ProviderRegistry {
+            factories: BTreeMap::new(),
+        };
         for name in ["local", "mock"] {
             r.register(
                 name,
-                Arc::new(move || Ok(Box::new(LocalSimulator { label: Some(name.to_string()) }) as Box<dyn QuantumBackend>)),
+                Arc::new(move || {
+                    Ok(Box::new(LocalSimulator {
+                        label: Some(name.to_string()),
+                    }) as Box<dyn QuantumBackend>)
+                }),
             );
         }
         r

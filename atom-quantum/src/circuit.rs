@@ -124,14 +124,22 @@ impl Circuit {
     /// Add a quantum register; returns its index.
     pub fn add_qreg(&mut self, name: &str, size: usize) -> usize {
         let start = self.num_qubits();
-        self.qregs.push(Register { name: name.to_string(), size, start });
+        self.qregs.push(Register {
+            name: name.to_string(),
+            size,
+            start,
+        });
         self.qregs.len() - 1
     }
 
     /// Add a classical register; returns its index.
     pub fn add_creg(&mut self, name: &str, size: usize) -> usize {
         let start = self.num_clbits();
-        self.cregs.push(Register { name: name.to_string(), size, start });
+        self.cregs.push(Register {
+            name: name.to_string(),
+            size,
+            start,
+        });
         self.cregs.len() - 1
     }
 
@@ -189,13 +197,33 @@ impl Circuit {
         rzz => RZZ, rzx => RZX);
 
     /// Append `u(theta, phi, lam)` on `q`.
-    pub fn u(&mut self, theta: impl Into<Param>, phi: impl Into<Param>, lam: impl Into<Param>, q: usize) -> &mut Self {
-        self.push_gate(GateKind::U, vec![theta.into(), phi.into(), lam.into()], vec![q])
+    pub fn u(
+        &mut self,
+        theta: impl Into<Param>,
+        phi: impl Into<Param>,
+        lam: impl Into<Param>,
+        q: usize,
+    ) -> &mut Self {
+        self.push_gate(
+            GateKind::U,
+            vec![theta.into(), phi.into(), lam.into()],
+            vec![q],
+        )
     }
 
     /// Append `u3(theta, phi, lam)` on `q`.
-    pub fn u3(&mut self, theta: impl Into<Param>, phi: impl Into<Param>, lam: impl Into<Param>, q: usize) -> &mut Self {
-        self.push_gate(GateKind::U3, vec![theta.into(), phi.into(), lam.into()], vec![q])
+    pub fn u3(
+        &mut self,
+        theta: impl Into<Param>,
+        phi: impl Into<Param>,
+        lam: impl Into<Param>,
+        q: usize,
+    ) -> &mut Self {
+        self.push_gate(
+            GateKind::U3,
+            vec![theta.into(), phi.into(), lam.into()],
+            vec![q],
+        )
     }
 
     /// Append `u2(phi, lam)` on `q`.
@@ -218,7 +246,11 @@ impl Circuit {
         c: usize,
         t: usize,
     ) -> &mut Self {
-        self.push_gate(GateKind::CU, vec![theta.into(), phi.into(), lam.into(), gamma.into()], vec![c, t])
+        self.push_gate(
+            GateKind::CU,
+            vec![theta.into(), phi.into(), lam.into(), gamma.into()],
+            vec![c, t],
+        )
     }
 
     /// Append Toffoli `ccx a, b, t`.
@@ -244,7 +276,12 @@ impl Circuit {
 
     /// Measure qubit `q` into clbit `c`.
     pub fn measure(&mut self, q: usize, c: usize) -> &mut Self {
-        self.push(Instruction { op: Operation::Measure, qubits: vec![q], clbits: vec![c], condition: None })
+        self.push(Instruction {
+            op: Operation::Measure,
+            qubits: vec![q],
+            clbits: vec![c],
+            condition: None,
+        })
     }
 
     /// Measure qubit `i` into clbit `i` for every qubit (adds a register `meas` if needed,
@@ -261,12 +298,22 @@ impl Circuit {
 
     /// Reset qubit `q` to |0>.
     pub fn reset(&mut self, q: usize) -> &mut Self {
-        self.push(Instruction { op: Operation::Reset, qubits: vec![q], clbits: vec![], condition: None })
+        self.push(Instruction {
+            op: Operation::Reset,
+            qubits: vec![q],
+            clbits: vec![],
+            condition: None,
+        })
     }
 
     /// Barrier over `qubits`.
     pub fn barrier(&mut self, qubits: &[usize]) -> &mut Self {
-        self.push(Instruction { op: Operation::Barrier, qubits: qubits.to_vec(), clbits: vec![], condition: None })
+        self.push(Instruction {
+            op: Operation::Barrier,
+            qubits: qubits.to_vec(),
+            clbits: vec![],
+            condition: None,
+        })
     }
 
     /// Make the last instruction conditional on `creg == value` (as OpenQASM's `if`).
@@ -303,7 +350,10 @@ impl Circuit {
             if let Operation::Gate { params, .. } = &mut inst.op {
                 for p in params.iter_mut() {
                     *p = p.substitute(&|s| {
-                        values.iter().find(|(n, _)| *n == s).map(|(_, v)| Param::Num(*v))
+                        values
+                            .iter()
+                            .find(|(n, _)| *n == s)
+                            .map(|(_, v)| Param::Num(*v))
                     });
                     if let Some(v) = p.as_f64() {
                         *p = Param::Num(v);
@@ -329,10 +379,13 @@ impl Circuit {
                     return err(format!("clbit {c} out of range (circuit has {nc})"));
                 }
             }
-            if let Some(cond) = inst.condition {
-                if cond.creg >= self.cregs.len() {
-                    return err(format!("condition on classical register {} that does not exist", cond.creg));
-                }
+            if let Some(cond) = inst.condition
+                && cond.creg >= self.cregs.len()
+            {
+                return err(format!(
+                    "condition on classical register {} that does not exist",
+                    cond.creg
+                ));
             }
             match &inst.op {
                 Operation::Gate { kind, params } => {
@@ -383,7 +436,14 @@ impl Circuit {
             if inst.op == Operation::Barrier {
                 continue;
             }
-            let l = inst.qubits.iter().filter_map(|&q| level.get(q)).max().copied().unwrap_or(0) + 1;
+            let l = inst
+                .qubits
+                .iter()
+                .filter_map(|&q| level.get(q))
+                .max()
+                .copied()
+                .unwrap_or(0)
+                + 1;
             for &q in &inst.qubits {
                 if let Some(x) = level.get_mut(q) {
                     *x = l;

@@ -153,9 +153,11 @@ impl Param {
         match self {
             Param::Symbol(s) => subst(s).unwrap_or_else(|| self.clone()),
             Param::Neg(a) => Param::Neg(Box::new(a.substitute(subst))),
-            Param::Bin(op, a, b) => {
-                Param::Bin(*op, Box::new(a.substitute(subst)), Box::new(b.substitute(subst)))
-            }
+            Param::Bin(op, a, b) => Param::Bin(
+                *op,
+                Box::new(a.substitute(subst)),
+                Box::new(b.substitute(subst)),
+            ),
             Param::Call(f, a) => Param::Call(*f, Box::new(a.substitute(subst))),
             _ => self.clone(),
         }
@@ -164,10 +166,8 @@ impl Param {
     /// Collect the names of the symbols used.
     pub fn symbols(&self, out: &mut Vec<String>) {
         match self {
-            Param::Symbol(s) => {
-                if !out.iter().any(|o| o == &**s) {
-                    out.push(s.to_string());
-                }
+            Param::Symbol(s) if !out.iter().any(|o| o == &**s) => {
+                out.push(s.to_string());
             }
             Param::Neg(a) | Param::Call(_, a) => a.symbols(out),
             Param::Bin(_, a, b) => {
@@ -239,15 +239,27 @@ impl fmt::Display for Param {
             Param::Bin(op, a, b) => {
                 let p = self.prec();
                 // Left operand: parenthesise when it binds looser; `^` is right associative.
-                let lp = if *op == BinOp::Pow { a.prec() <= p } else { a.prec() < p };
-                let rp = if *op == BinOp::Pow { b.prec() < p } else { b.prec() <= p };
+                let lp = if *op == BinOp::Pow {
+                    a.prec() <= p
+                } else {
+                    a.prec() < p
+                };
+                let rp = if *op == BinOp::Pow {
+                    b.prec() < p
+                } else {
+                    b.prec() <= p
+                };
                 if lp {
                     write!(f, "({a})")?;
                 } else {
                     write!(f, "{a}")?;
                 }
                 write!(f, " {} ", op.symbol())?;
-                if rp { write!(f, "({b})") } else { write!(f, "{b}") }
+                if rp {
+                    write!(f, "({b})")
+                } else {
+                    write!(f, "{b}")
+                }
             }
         }
     }
@@ -290,7 +302,11 @@ mod tests {
         let e = Param::Bin(
             BinOp::Sub,
             Box::new(Param::Num(1.0)),
-            Box::new(Param::Bin(BinOp::Sub, Box::new(Param::Num(2.0)), Box::new(Param::Num(3.0)))),
+            Box::new(Param::Bin(
+                BinOp::Sub,
+                Box::new(Param::Num(2.0)),
+                Box::new(Param::Num(3.0)),
+            )),
         );
         assert_eq!(e.to_string(), "1.0 - (2.0 - 3.0)");
         assert_eq!(e.as_f64(), Some(2.0));

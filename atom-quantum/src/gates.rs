@@ -213,7 +213,10 @@ pub(crate) fn apply_small(vec: &mut [Complex64], gate: &[Complex64], pos: &[usiz
             continue;
         }
         let off = |l: usize| -> usize {
-            pos.iter().enumerate().map(|(j, p)| ((l >> j) & 1) << p).sum::<usize>()
+            pos.iter()
+                .enumerate()
+                .map(|(j, p)| ((l >> j) & 1) << p)
+                .sum::<usize>()
         };
         for (r, t) in tmp.iter_mut().enumerate() {
             let mut acc = Complex64::new(0.0, 0.0);
@@ -262,8 +265,10 @@ fn diag(d: &[Complex64]) -> Matrix {
 
 /// Toffoli-like gates built from their exact (phase-free) qelib1 definitions.
 fn from_steps(k: usize, steps: &[(GateKind, &[f64], &[usize])]) -> Matrix {
-    let gates: Vec<(Matrix, Vec<usize>)> =
-        steps.iter().map(|(g, p, q)| (g.matrix(p), q.to_vec())).collect();
+    let gates: Vec<(Matrix, Vec<usize>)> = steps
+        .iter()
+        .map(|(g, p, q)| (g.matrix(p), q.to_vec()))
+        .collect();
     compose(k, &gates)
 }
 
@@ -310,7 +315,12 @@ impl GateKind {
             GateKind::R => {
                 let (th, ph) = (p(0), p(1));
                 let (s, co) = ((th / 2.0).sin(), (th / 2.0).cos());
-                vec![c(co, 0.0), -i1 * eix(-ph) * s, -i1 * eix(ph) * s, c(co, 0.0)]
+                vec![
+                    c(co, 0.0),
+                    -i1 * eix(-ph) * s,
+                    -i1 * eix(ph) * s,
+                    c(co, 0.0),
+                ]
             }
             GateKind::CX => controlled(&GateKind::X.matrix(&[]), 1),
             GateKind::CY => controlled(&GateKind::Y.matrix(&[]), 1),
@@ -366,10 +376,22 @@ impl GateKind {
             GateKind::ECR => {
                 let h = FRAC_1_SQRT_2;
                 vec![
-                    zero, c(h, 0.0), zero, c(0.0, h), //
-                    c(h, 0.0), zero, c(0.0, -h), zero, //
-                    zero, c(0.0, h), zero, c(h, 0.0), //
-                    c(0.0, -h), zero, c(h, 0.0), zero,
+                    zero,
+                    c(h, 0.0),
+                    zero,
+                    c(0.0, h), //
+                    c(h, 0.0),
+                    zero,
+                    c(0.0, -h),
+                    zero, //
+                    zero,
+                    c(0.0, h),
+                    zero,
+                    c(h, 0.0), //
+                    c(0.0, -h),
+                    zero,
+                    c(h, 0.0),
+                    zero,
                 ]
             }
             GateKind::ISwap => {
@@ -380,12 +402,19 @@ impl GateKind {
                 m[15] = one;
                 m
             }
-            GateKind::DCX => from_steps(2, &[(GateKind::CX, &[], &[0, 1]), (GateKind::CX, &[], &[1, 0])]),
+            GateKind::DCX => from_steps(
+                2,
+                &[(GateKind::CX, &[], &[0, 1]), (GateKind::CX, &[], &[1, 0])],
+            ),
             GateKind::XXMinusYY | GateKind::XXPlusYY => {
                 let (th, be) = (p(0), p(1));
                 let (s, co) = ((th / 2.0).sin(), (th / 2.0).cos());
                 let mut m = diag(&[one, one, one, one]);
-                let (a, b) = if self == GateKind::XXMinusYY { (0, 3) } else { (1, 2) };
+                let (a, b) = if self == GateKind::XXMinusYY {
+                    (0, 3)
+                } else {
+                    (1, 2)
+                };
                 m[a * 4 + a] = c(co, 0.0);
                 m[b * 4 + b] = c(co, 0.0);
                 m[a * 4 + b] = -i1 * s * eix(-be);
@@ -414,7 +443,11 @@ impl GateKind {
             }
             GateKind::RC3X => {
                 let q = PI / 4.0;
-                let (h, t, td) = ((GateKind::H, &[][..]), (GateKind::P, &[q][..]), (GateKind::P, &[-q][..]));
+                let (h, t, td) = (
+                    (GateKind::H, &[][..]),
+                    (GateKind::P, &[q][..]),
+                    (GateKind::P, &[-q][..]),
+                );
                 let cx = |a: usize| (GateKind::CX, &[][..], a);
                 let steps: Vec<(GateKind, &[f64], Vec<usize>)> = vec![
                     (h.0, h.1, vec![3]),
@@ -436,8 +469,10 @@ impl GateKind {
                     (td.0, td.1, vec![3]),
                     (h.0, h.1, vec![3]),
                 ];
-                let gates: Vec<(Matrix, Vec<usize>)> =
-                    steps.into_iter().map(|(g, p, q)| (g.matrix(p), q)).collect();
+                let gates: Vec<(Matrix, Vec<usize>)> = steps
+                    .into_iter()
+                    .map(|(g, p, q)| (g.matrix(p), q))
+                    .collect();
                 compose(4, &gates)
             }
             GateKind::C3X => controlled(&GateKind::X.matrix(&[]), 3),
@@ -497,7 +532,10 @@ mod tests {
     #[test]
     fn every_gate_is_unitary() {
         let params = [0.3, -1.1, 2.4, 0.7];
-        for &g in GateKind::ALL.iter().chain(&[GateKind::Mcx(1), GateKind::Mcx(5)]) {
+        for &g in GateKind::ALL
+            .iter()
+            .chain(&[GateKind::Mcx(1), GateKind::Mcx(5)])
+        {
             let m = g.matrix(&params[..g.num_params()]);
             assert_eq!(m.len(), 1 << (2 * g.num_qubits()), "{}", g.name());
             assert!(is_unitary(&m), "{} is not unitary", g.name());

@@ -55,13 +55,16 @@ mod gates;
 mod qasm;
 mod sim;
 
-pub use backend::{BackendFactory, BackendResult, LocalSimulator, PROVIDER_ENV, ProviderRegistry, QuantumBackend, RunOptions};
+pub use backend::{
+    BackendFactory, BackendResult, LocalSimulator, PROVIDER_ENV, ProviderRegistry, QuantumBackend,
+    RunOptions,
+};
 pub use circuit::{Circuit, Condition, Instruction, Operation, Register};
 pub use error::{Error, Result};
 pub use expr::{BinOp, Func, Param};
 pub use gates::{GateKind, Matrix};
 pub use num_complex::{Complex32, Complex64};
 pub use sim::{
-    PauliString, PauliSum, Precision, Real, SimOptions, SimResult, Simulator, StateVector, available_memory,
-    simulate, state_bytes,
+    PauliString, PauliSum, Precision, Real, SimOptions, SimResult, Simulator, StateVector,
+    available_memory, simulate, state_bytes,
 };

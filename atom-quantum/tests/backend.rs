@@ -30,7 +30,16 @@ fn builtin_providers_run_the_local_simulator() {
     bell.h(0).cx(0, 1).measure(0, 0).measure(1, 1);
     for name in [None, Some(""), Some("mock"), Some("LOCAL")] {
         let b = reg.select(name).unwrap();
-        let r = b.run(&bell, &RunOptions { shots: 2000, seed: Some(5), ..RunOptions::default() }).unwrap();
+        let r = b
+            .run(
+                &bell,
+                &RunOptions {
+                    shots: 2000,
+                    seed: Some(5),
+                    ..RunOptions::default()
+                },
+            )
+            .unwrap();
         assert_eq!(r.counts.values().sum::<u64>(), 2000);
         assert!(r.counts.keys().all(|k| k == "00" || k == "11"));
         // Balanced within 5 standard deviations (sd = sqrt(2000/4) ≈ 22).
@@ -44,11 +53,33 @@ fn builtin_providers_run_the_local_simulator() {
 fn user_providers_register_at_run_time() {
     let mut reg = ProviderRegistry::new();
     assert!(matches!(reg.select(Some("ones")), Err(Error::Backend(_))));
-    reg.register("ones", Arc::new(|| Ok(Box::new(AlwaysOnes) as Box<dyn QuantumBackend>)));
+    reg.register(
+        "ones",
+        Arc::new(|| Ok(Box::new(AlwaysOnes) as Box<dyn QuantumBackend>)),
+    );
     let mut c = Circuit::new(1, 3);
     c.measure(0, 0);
-    let r = reg.select(Some("ones")).unwrap().run(&c, &RunOptions { shots: 7, ..RunOptions::default() }).unwrap();
+    let r = reg
+        .select(Some("ones"))
+        .unwrap()
+        .run(
+            &c,
+            &RunOptions {
+                shots: 7,
+                ..RunOptions::default()
+            },
+        )
+        .unwrap();
     assert_eq!(r.counts["111"], 7);
-    ProviderRegistry::global().write().unwrap().register("ones", Arc::new(|| Ok(Box::new(AlwaysOnes) as Box<dyn QuantumBackend>)));
-    assert!(ProviderRegistry::global().read().unwrap().names().contains(&"ones".to_string()));
+    ProviderRegistry::global().write().unwrap().register(
+        "ones",
+        Arc::new(|| Ok(Box::new(AlwaysOnes) as Box<dyn QuantumBackend>)),
+    );
+    assert!(
+        ProviderRegistry::global()
+            .read()
+            .unwrap()
+            .names()
+            .contains(&"ones".to_string())
+    );
 }

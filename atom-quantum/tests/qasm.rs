@@ -5,12 +5,25 @@ use atom_quantum::{Circuit, Complex64, Error, GateKind, Operation, SimOptions, s
 use proptest::prelude::*;
 
 fn sv(c: &Circuit) -> Vec<Complex64> {
-    simulate(c, &SimOptions { seed: Some(1), ..SimOptions::default() }).unwrap().into_statevector().into_f64()
+    simulate(
+        c,
+        &SimOptions {
+            seed: Some(1),
+            ..SimOptions::default()
+        },
+    )
+    .unwrap()
+    .into_statevector()
+    .into_f64()
 }
 
 fn err_pos(src: &str) -> (usize, usize, String) {
     match Circuit::from_qasm(src) {
-        Err(Error::Parse { line, column, message }) => (line, column, message),
+        Err(Error::Parse {
+            line,
+            column,
+            message,
+        }) => (line, column, message),
         other => panic!("expected a parse error, got {other:?}"),
     }
 }
@@ -45,11 +58,29 @@ measure r -> c;
     // cx q, r zips the registers: cx q[i], r[i].
     assert_eq!(c.instructions()[4].qubits, vec![1, 4]);
     // rz parameter: sin(pi/2)*ln(exp(1.5)) - 1 = 0.5.
-    let rz = c.instructions().iter().find(|i| matches!(i.op, Operation::Gate { kind: GateKind::RZ, .. })).unwrap();
+    let rz = c
+        .instructions()
+        .iter()
+        .find(|i| {
+            matches!(
+                i.op,
+                Operation::Gate {
+                    kind: GateKind::RZ,
+                    ..
+                }
+            )
+        })
+        .unwrap();
     if let Operation::Gate { params, .. } = &rz.op {
         assert!((params[0].as_f64().unwrap() - 0.5).abs() < 1e-15);
     }
-    assert_eq!(c.instructions().iter().filter(|i| i.op == Operation::Measure).count(), 3);
+    assert_eq!(
+        c.instructions()
+            .iter()
+            .filter(|i| i.op == Operation::Measure)
+            .count(),
+        3
+    );
 }
 
 #[test]
@@ -100,7 +131,11 @@ fn conditions_and_reset_parse() {
     let src = r#"OPENQASM 2.0; include "qelib1.inc"; qreg q[2]; creg c[2];
         measure q -> c; if (c == 3) x q; reset q[1]; barrier q;"#;
     let c = Circuit::from_qasm(src).unwrap();
-    let conds: Vec<_> = c.instructions().iter().filter_map(|i| i.condition).collect();
+    let conds: Vec<_> = c
+        .instructions()
+        .iter()
+        .filter_map(|i| i.condition)
+        .collect();
     assert_eq!(conds.len(), 2);
     assert_eq!(conds[0].value, 3);
     let back = Circuit::from_qasm(&c.to_qasm().unwrap()).unwrap();
@@ -112,9 +147,15 @@ fn export_round_trips_every_gate() {
     let params = [0.3, -1.2, 2.5, 0.9];
     let mut c = Circuit::new(7, 2);
     c.add_creg("d", 1);
-    for &g in GateKind::ALL.iter().chain(&[GateKind::Mcx(5), GateKind::Mcx(6)]) {
+    for &g in GateKind::ALL
+        .iter()
+        .chain(&[GateKind::Mcx(5), GateKind::Mcx(6)])
+    {
         let qs: Vec<usize> = (0..g.num_qubits()).map(|i| (i * 3 + 1) % 7).collect();
-        let ps: Vec<atom_quantum::Param> = params[..g.num_params()].iter().map(|v| (*v).into()).collect();
+        let ps: Vec<atom_quantum::Param> = params[..g.num_params()]
+            .iter()
+            .map(|v| (*v).into())
+            .collect();
         c.gate(g, &ps, &qs);
         c.h((qs[0] + 2) % 7);
     }

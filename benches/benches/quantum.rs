@@ -12,7 +12,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 11
     }
     fn angle(&mut self) -> f64 {
@@ -76,9 +79,12 @@ fn quantum_volume(n: usize, depth: usize) -> Circuit {
         for pair in p.chunks_exact(2) {
             let (a, b) = (pair[0], pair[1]);
             for _ in 0..3 {
-                c.u3(r.angle(), r.angle(), r.angle(), a).u3(r.angle(), r.angle(), r.angle(), b).cx(a, b);
+                c.u3(r.angle(), r.angle(), r.angle(), a)
+                    .u3(r.angle(), r.angle(), r.angle(), b)
+                    .cx(a, b);
             }
-            c.u3(r.angle(), r.angle(), r.angle(), a).u3(r.angle(), r.angle(), r.angle(), b);
+            c.u3(r.angle(), r.angle(), r.angle(), a)
+                .u3(r.angle(), r.angle(), r.angle(), b);
         }
     }
     c
@@ -96,10 +102,16 @@ fn bench(c: &mut Criterion) {
         ];
         for (name, circ) in &circuits {
             for (pname, p) in [("f64", Precision::Double), ("f32", Precision::Single)] {
-                let o = SimOptions { precision: p, seed: Some(1), ..SimOptions::default() };
-                g.bench_with_input(BenchmarkId::new(format!("{name}/{pname}"), n), circ, |b, circ| {
-                    b.iter(|| black_box(simulate(circ, &o).map(|r| r.seconds())))
-                });
+                let o = SimOptions {
+                    precision: p,
+                    seed: Some(1),
+                    ..SimOptions::default()
+                };
+                g.bench_with_input(
+                    BenchmarkId::new(format!("{name}/{pname}"), n),
+                    circ,
+                    |b, circ| b.iter(|| black_box(simulate(circ, &o).map(|r| r.seconds()))),
+                );
             }
         }
     }

@@ -39,6 +39,9 @@ enum Command {
     /// Pull signed model versions from the model store, and roll back.
     #[command(subcommand)]
     Model(cmd::model::ModelCommand),
+    /// Detect frameworks and run models through the runtime hooks.
+    #[command(subcommand)]
+    Runtime(cmd::runtime::RuntimeCommand),
     /// Run the demo scenario.
     Demo,
     /// Replay a GPU-sharing cluster trace and compare placement scorers.
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
         Command::Audit(c) => cmd::audit::run(c),
         Command::Demo => cmd::demo::run(),
         Command::Model(c) => cmd::model::run(c),
+        Command::Runtime(c) => cmd::runtime::run(c),
         Command::Replay(a) => cmd::replay::run(a),
     };
     match result {

@@ -36,6 +36,7 @@ mod cache;
 mod source;
 
 pub use cache::ContentCache;
+pub(crate) use source::percent_encode;
 
 use atom_policy::config::Mode;
 use atom_policy::keyring::KeyRing;
@@ -99,7 +100,7 @@ pub enum ModelStoreError {
         version: String,
         /// The verification failure.
         #[source]
-        source: atom_policy::Error,
+        source: Box<atom_policy::Error>,
     },
     /// A file's content differs from the manifest.
     #[error("digest mismatch for {file}: manifest has {expected}, received {actual}")]
@@ -379,7 +380,7 @@ impl ModelStore {
         let refused = |source| ModelStoreError::Manifest {
             model: model.to_owned(),
             version: version.to_owned(),
-            source,
+            source: Box::new(source),
         };
         let text = String::from_utf8(manifest_bytes.clone()).map_err(|_| {
             refused(atom_policy::Error::KeyFormat(
@@ -534,15 +535,15 @@ impl ModelStore {
             out.write_all(&buf[..n]).map_err(|e| io("write", e))?;
             received += n as u64;
         }
-        if let Some(total) = expected_total {
-            if received != total {
-                let _ = out.sync_all();
-                return Err(ModelStoreError::Truncated {
-                    file: file.name.clone(),
-                    received,
-                    expected: total,
-                });
-            }
+        if let Some(total) = expected_total
+            && received != total
+        {
+            let _ = out.sync_all();
+            return Err(ModelStoreError::Truncated {
+                file: file.name.clone(),
+                received,
+                expected: total,
+            });
         }
         drop(out);
         let actual = hex::encode(hasher.finalize());
@@ -588,7 +589,7 @@ impl ModelStore {
         let refused = |source| ModelStoreError::Manifest {
             model: model.to_owned(),
             version: prev.clone(),
-            source,
+            source: Box::new(source),
         };
         let bundle = SignedBundle::from_json(&text).map_err(refused)?;
         let (manifest, key_ids) = bundle

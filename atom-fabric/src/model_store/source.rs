@@ -90,8 +90,8 @@ pub(crate) struct HttpsSource {
     hybrid: bool,
 }
 
-/// Percent-encodes one path segment (RFC 3986: unreserved characters stay).
-fn encode_segment(s: &str) -> String {
+/// Percent-encodes a URL path segment or query value (RFC 3986: unreserved characters stay).
+pub(crate) fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
@@ -151,7 +151,7 @@ impl Source for HttpsSource {
     }
 
     fn open(&self, rel: &str, offset: u64) -> Result<Opened, ModelStoreError> {
-        let path: Vec<String> = rel.split('/').map(encode_segment).collect();
+        let path: Vec<String> = rel.split('/').map(percent_encode).collect();
         let url = format!("{}/{}", self.base, path.join("/"));
         let mut req = self.agent.get(&url);
         if offset > 0 {
@@ -188,12 +188,12 @@ impl Source for HttpsSource {
 
 #[cfg(test)]
 mod tests {
-    use super::encode_segment;
+    use super::percent_encode;
 
     #[test]
     fn segments_are_percent_encoded() {
-        assert_eq!(encode_segment("model v1.bin"), "model%20v1.bin");
-        assert_eq!(encode_segment("a~b_c-d.e"), "a~b_c-d.e");
-        assert_eq!(encode_segment("ü?#"), "%C3%BC%3F%23");
+        assert_eq!(percent_encode("model v1.bin"), "model%20v1.bin");
+        assert_eq!(percent_encode("a~b_c-d.e"), "a~b_c-d.e");
+        assert_eq!(percent_encode("ü?#"), "%C3%BC%3F%23");
     }
 }

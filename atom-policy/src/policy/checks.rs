@@ -304,10 +304,12 @@ impl PolicyEngine {
 /// A coarse PII detector for telemetry values: e-mail, IPv4, phone and card numbers.
 fn pii_kind(value: &str) -> Option<&'static str> {
     let v = value.trim();
-    if let Some((local, domain)) = v.split_once('@') {
-        if !local.is_empty() && domain.contains('.') && !domain.starts_with('.') {
-            return Some("an e-mail address");
-        }
+    if let Some((local, domain)) = v.split_once('@')
+        && !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+    {
+        return Some("an e-mail address");
     }
     let parts: Vec<&str> = v.split('.').collect();
     if parts.len() == 4

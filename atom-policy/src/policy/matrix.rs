@@ -60,10 +60,10 @@ impl PolicyMatrix {
                 Some(reason)
             }
         };
-        if let Some(r) = reason {
-            if !row.reasons.contains(r) {
-                row.reasons.push(r.clone());
-            }
+        if let Some(r) = reason
+            && !row.reasons.contains(r)
+        {
+            row.reasons.push(r.clone());
         }
     }
 

@@ -8,7 +8,8 @@ use std::fmt::Write;
 
 fn valid_ident(s: &str) -> bool {
     let mut ch = s.chars();
-    matches!(ch.next(), Some(c) if c.is_ascii_lowercase()) && ch.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    matches!(ch.next(), Some(c) if c.is_ascii_lowercase())
+        && ch.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Library names for multi-controlled X with few controls.
@@ -102,7 +103,10 @@ pub(crate) fn export(c: &Circuit) -> Result<String> {
             )));
         }
         if names.contains(&r.name) {
-            return Err(Error::Circuit(format!("register name `{}` is used twice", r.name)));
+            return Err(Error::Circuit(format!(
+                "register name `{}` is used twice",
+                r.name
+            )));
         }
         names.push(r.name.clone());
     }
@@ -157,7 +161,12 @@ pub(crate) fn export(c: &Circuit) -> Result<String> {
                 let _ = writeln!(body, " {};", qs.join(","));
             }
             Operation::Measure => {
-                let _ = writeln!(body, "measure {} -> {};", qs.join(","), cname(inst.clbits[0]));
+                let _ = writeln!(
+                    body,
+                    "measure {} -> {};",
+                    qs.join(","),
+                    cname(inst.clbits[0])
+                );
             }
             Operation::Reset => {
                 let _ = writeln!(body, "reset {};", qs.join(","));

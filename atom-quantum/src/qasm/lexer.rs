@@ -32,13 +32,19 @@ pub(crate) struct Token {
     pub col: usize,
 }
 
-const SYMS: &[&str] = &["->", "==", ";", ",", "(", ")", "[", "]", "{", "}", "+", "-", "*", "/", "^"];
+const SYMS: &[&str] = &[
+    "->", "==", ";", ",", "(", ")", "[", "]", "{", "}", "+", "-", "*", "/", "^",
+];
 
 pub(crate) fn lex(src: &str) -> Result<Vec<Token>> {
     let chars: Vec<char> = src.chars().collect();
     let mut out = Vec::new();
     let (mut i, mut line, mut col) = (0usize, 1usize, 1usize);
-    let err = |line: usize, col: usize, m: String| Error::Parse { line, column: col, message: m };
+    let err = |line: usize, col: usize, m: String| Error::Parse {
+        line,
+        column: col,
+        message: m,
+    };
     while i < chars.len() {
         let ch = chars[i];
         if ch == '\n' {
@@ -91,10 +97,16 @@ pub(crate) fn lex(src: &str) -> Result<Vec<Token>> {
             }
             let word: String = chars[s..i].iter().collect();
             col += i - s;
-            out.push(Token { tok: Tok::Ident(word), line: tl, col: tc });
+            out.push(Token {
+                tok: Tok::Ident(word),
+                line: tl,
+                col: tc,
+            });
             continue;
         }
-        if ch.is_ascii_digit() || (ch == '.' && chars.get(i + 1).is_some_and(|c| c.is_ascii_digit())) {
+        if ch.is_ascii_digit()
+            || (ch == '.' && chars.get(i + 1).is_some_and(|c| c.is_ascii_digit()))
+        {
             let s = i;
             let mut real = false;
             while i < chars.len() && chars[i].is_ascii_digit() {
@@ -123,16 +135,24 @@ pub(crate) fn lex(src: &str) -> Result<Vec<Token>> {
             let text: String = chars[s..i].iter().collect();
             col += i - s;
             let tok = if real {
-                Tok::Real(text.parse().map_err(|_| err(tl, tc, format!("malformed number `{text}`")))?)
+                Tok::Real(
+                    text.parse()
+                        .map_err(|_| err(tl, tc, format!("malformed number `{text}`")))?,
+                )
             } else {
                 match text.parse::<u64>() {
                     Ok(v) => Tok::Int(v),
                     Err(_) => Tok::Real(
-                        text.parse().map_err(|_| err(tl, tc, format!("malformed number `{text}`")))?,
+                        text.parse()
+                            .map_err(|_| err(tl, tc, format!("malformed number `{text}`")))?,
                     ),
                 }
             };
-            out.push(Token { tok, line: tl, col: tc });
+            out.push(Token {
+                tok,
+                line: tl,
+                col: tc,
+            });
             continue;
         }
         if ch == '"' {
@@ -144,12 +164,20 @@ pub(crate) fn lex(src: &str) -> Result<Vec<Token>> {
                 col += 1;
             }
             if chars.get(i) != Some(&'"') {
-                return Err(err(tl, tc, "unterminated string: expected closing `\"`".into()));
+                return Err(err(
+                    tl,
+                    tc,
+                    "unterminated string: expected closing `\"`".into(),
+                ));
             }
             let text: String = chars[s..i].iter().collect();
             i += 1;
             col += 1;
-            out.push(Token { tok: Tok::Str(text), line: tl, col: tc });
+            out.push(Token {
+                tok: Tok::Str(text),
+                line: tl,
+                col: tc,
+            });
             continue;
         }
         let mut matched = None;
@@ -165,11 +193,25 @@ pub(crate) fn lex(src: &str) -> Result<Vec<Token>> {
                 let n = s.len();
                 i += n;
                 col += n;
-                out.push(Token { tok: Tok::Sym(s), line: tl, col: tc });
+                out.push(Token {
+                    tok: Tok::Sym(s),
+                    line: tl,
+                    col: tc,
+                });
             }
-            None => return Err(err(tl, tc, format!("unexpected character `{}`", ch.escape_debug()))),
+            None => {
+                return Err(err(
+                    tl,
+                    tc,
+                    format!("unexpected character `{}`", ch.escape_debug()),
+                ));
+            }
         }
     }
-    out.push(Token { tok: Tok::Eof, line, col });
+    out.push(Token {
+        tok: Tok::Eof,
+        line,
+        col,
+    });
     Ok(out)
 }

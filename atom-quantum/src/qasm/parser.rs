@@ -17,7 +17,14 @@ const MAX_EXPR_DEPTH: usize = 256;
 
 #[derive(Debug)]
 enum BodyOp {
-    Call { name: String, known: Known, line: usize, col: usize, params: Vec<Param>, args: Vec<usize> },
+    Call {
+        name: String,
+        known: Known,
+        line: usize,
+        col: usize,
+        params: Vec<Param>,
+        args: Vec<usize>,
+    },
     Barrier(Vec<usize>),
 }
 
@@ -34,7 +41,10 @@ enum Known {
     /// `mcx` called with any number of qubits (controls = arguments - 1).
     McxAny,
     Def(Rc<GateDef>),
-    Opaque { nparams: usize, nqubits: usize },
+    Opaque {
+        nparams: usize,
+        nqubits: usize,
+    },
 }
 
 struct Parser {
@@ -83,7 +93,11 @@ impl Parser {
     }
 
     fn err_at<T>(&self, t: &Token, msg: String) -> Result<T> {
-        Err(Error::Parse { line: t.line, column: t.col, message: msg })
+        Err(Error::Parse {
+            line: t.line,
+            column: t.col,
+            message: msg,
+        })
     }
 
     fn expected<T>(&self, what: &str) -> Result<T> {
@@ -96,7 +110,11 @@ impl Parser {
     }
 
     fn sym(&mut self, s: &str, ctx: &str) -> Result<Token> {
-        if self.is_sym(s) { Ok(self.next()) } else { self.expected(&format!("`{s}` {ctx}")) }
+        if self.is_sym(s) {
+            Ok(self.next())
+        } else {
+            self.expected(&format!("`{s}` {ctx}"))
+        }
     }
 
     fn ident(&mut self, what: &str) -> Result<(String, Token)> {
@@ -126,7 +144,10 @@ impl Parser {
                 _ => return self.expected("a version number after `OPENQASM`"),
             };
             if !ok {
-                return self.err_at(&t, format!("unsupported version {}: expected 2.0", t.tok.describe()));
+                return self.err_at(
+                    &t,
+                    format!("unsupported version {}: expected 2.0", t.tok.describe()),
+                );
             }
             self.next();
             self.sym(";", "after the version")?;
@@ -141,7 +162,10 @@ impl Parser {
         let t = self.peek().clone();
         let word = match &t.tok {
             Tok::Ident(s) => s.clone(),
-            _ => return self.expected("a statement (`qreg`, `creg`, `gate`, a gate call, `measure`, ...)"),
+            _ => {
+                return self
+                    .expected("a statement (`qreg`, `creg`, `gate`, a gate call, `measure`, ...)");
+            }
         };
         match word.as_str() {
             "OPENQASM" => self.err_at(&t, "`OPENQASM` may only appear once, at the start".into()),
@@ -154,7 +178,10 @@ impl Parser {
                 };
                 self.next();
                 if name != "qelib1.inc" {
-                    return self.err_at(&f, format!("cannot include \"{name}\": only \"qelib1.inc\" is available"));
+                    return self.err_at(
+                        &f,
+                        format!("cannot include \"{name}\": only \"qelib1.inc\" is available"),
+                    );
                 }
                 self.lib = true;
                 self.sym(";", "after the include")?;
@@ -174,7 +201,10 @@ impl Parser {
                 if size == 0 || size.saturating_add(total) > MAX_BITS as u64 {
                     return self.err_at(
                         &st,
-                        format!("register size {size} out of range: expected 1..={} bits in all", MAX_BITS),
+                        format!(
+                            "register size {size} out of range: expected 1..={} bits in all",
+                            MAX_BITS
+                        ),
                     );
                 }
                 if word == "qreg" {
@@ -190,11 +220,21 @@ impl Parser {
             "opaque" => {
                 self.next();
                 let (name, nt) = self.ident("a gate name after `opaque`")?;
-                let params = if self.is_sym("(") { self.id_list_paren()? } else { vec![] };
+                let params = if self.is_sym("(") {
+                    self.id_list_paren()?
+                } else {
+                    vec![]
+                };
                 let qubits = self.id_list("qubit argument names")?;
                 self.sym(";", "after the opaque declaration")?;
                 self.check_new_name(&name, &nt)?;
-                self.defs.insert(name, Known::Opaque { nparams: params.len(), nqubits: qubits.len() });
+                self.defs.insert(
+                    name,
+                    Known::Opaque {
+                        nparams: params.len(),
+                        nqubits: qubits.len(),
+                    },
+                );
                 Ok(())
             }
             "if" => {
@@ -206,7 +246,9 @@ impl Parser {
                 self.sym(")", "after the condition")?;
                 let creg = match self.cregs.get(&reg) {
                     Some(i) => *i,
-                    None => return self.err_at(&rt, format!("`{reg}` is not a classical register")),
+                    None => {
+                        return self.err_at(&rt, format!("`{reg}` is not a classical register"));
+                    }
                 };
                 let cond = Condition { creg, value };
                 let q = self.peek().clone();
@@ -237,11 +279,17 @@ impl Parser {
     }
 
     fn check_new_name(&self, name: &str, t: &Token) -> Result<()> {
-        if matches!(self.defs.get(name), Some(Known::Def(_)) | Some(Known::Opaque { .. })) {
+        if matches!(
+            self.defs.get(name),
+            Some(Known::Def(_)) | Some(Known::Opaque { .. })
+        ) {
             return self.err_at(t, format!("gate `{name}` is already defined"));
         }
         if name == "U" || name == "CX" {
-            return self.err_at(t, format!("`{name}` is a built-in gate and cannot be redefined"));
+            return self.err_at(
+                t,
+                format!("`{name}` is a built-in gate and cannot be redefined"),
+            );
         }
         Ok(())
     }
@@ -275,7 +323,11 @@ impl Parser {
     fn gate_def(&mut self) -> Result<()> {
         self.next();
         let (name, nt) = self.ident("a gate name after `gate`")?;
-        let params = if self.is_sym("(") { self.id_list_paren()? } else { vec![] };
+        let params = if self.is_sym("(") {
+            self.id_list_paren()?
+        } else {
+            vec![]
+        };
         let qubits = self.id_list("qubit argument names")?;
         self.sym("{", "to open the gate body")?;
         let mut body = vec![];
@@ -288,7 +340,10 @@ impl Parser {
                     let (a, at) = self.ident("a qubit argument name")?;
                     match qubits.iter().position(|q| *q == a) {
                         Some(i) => qs.push(i),
-                        None => return self.err_at(&at, format!("`{a}` is not an argument of gate `{name}`")),
+                        None => {
+                            return self
+                                .err_at(&at, format!("`{a}` is not an argument of gate `{name}`"));
+                        }
                     }
                     if self.is_sym(",") {
                         self.next();
@@ -301,11 +356,19 @@ impl Parser {
                 continue;
             }
             if ["measure", "reset", "if", "qreg", "creg", "gate", "opaque"].contains(&w.as_str()) {
-                return self.err_at(&t, format!("`{w}` is not allowed inside a gate body: expected a gate call"));
+                return self.err_at(
+                    &t,
+                    format!("`{w}` is not allowed inside a gate body: expected a gate call"),
+                );
             }
             let known = match self.lookup(&w) {
                 Some(k) => k,
-                None => return self.err_at(&t, format!("unknown gate `{w}` (gates must be defined before use)")),
+                None => {
+                    return self.err_at(
+                        &t,
+                        format!("unknown gate `{w}` (gates must be defined before use)"),
+                    );
+                }
             };
             let (np, nq) = match &known {
                 Known::Lib(k) => (k.num_params(), Some(k.num_qubits())),
@@ -313,9 +376,16 @@ impl Parser {
                 Known::Def(d) => (d.params.len(), Some(d.nqubits)),
                 Known::Opaque { nparams, nqubits } => (*nparams, Some(*nqubits)),
             };
-            let ps = if self.is_sym("(") { self.expr_list(&params)? } else { vec![] };
+            let ps = if self.is_sym("(") {
+                self.expr_list(&params)?
+            } else {
+                vec![]
+            };
             if ps.len() != np {
-                return self.err_at(&t, format!("gate `{w}` takes {np} parameters, got {}", ps.len()));
+                return self.err_at(
+                    &t,
+                    format!("gate `{w}` takes {np} parameters, got {}", ps.len()),
+                );
             }
             let mut args = vec![];
             loop {
@@ -323,11 +393,15 @@ impl Parser {
                 match qubits.iter().position(|q| *q == a) {
                     Some(i) => {
                         if args.contains(&i) {
-                            return self.err_at(&at, format!("qubit `{a}` is used twice in one call"));
+                            return self
+                                .err_at(&at, format!("qubit `{a}` is used twice in one call"));
                         }
                         args.push(i)
                     }
-                    None => return self.err_at(&at, format!("`{a}` is not an argument of gate `{name}`")),
+                    None => {
+                        return self
+                            .err_at(&at, format!("`{a}` is not an argument of gate `{name}`"));
+                    }
                 }
                 if self.is_sym(",") {
                     self.next();
@@ -338,17 +412,37 @@ impl Parser {
             self.sym(";", "after the gate call")?;
             if let Some(n) = nq {
                 if args.len() != n {
-                    return self.err_at(&t, format!("gate `{w}` takes {n} qubits, got {}", args.len()));
+                    return self.err_at(
+                        &t,
+                        format!("gate `{w}` takes {n} qubits, got {}", args.len()),
+                    );
                 }
             } else if args.len() < 2 {
-                return self.err_at(&t, format!("gate `{w}` takes at least 2 qubits, got {}", args.len()));
+                return self.err_at(
+                    &t,
+                    format!("gate `{w}` takes at least 2 qubits, got {}", args.len()),
+                );
             }
-            body.push(BodyOp::Call { name: w, known, line: t.line, col: t.col, params: ps, args });
+            body.push(BodyOp::Call {
+                name: w,
+                known,
+                line: t.line,
+                col: t.col,
+                params: ps,
+                args,
+            });
         }
         self.next();
         self.check_new_name(&name, &nt)?;
         let nqubits = qubits.len();
-        self.defs.insert(name, Known::Def(Rc::new(GateDef { params, nqubits, body })));
+        self.defs.insert(
+            name,
+            Known::Def(Rc::new(GateDef {
+                params,
+                nqubits,
+                body,
+            })),
+        );
         Ok(())
     }
 
@@ -372,7 +466,11 @@ impl Parser {
     }
 
     fn arg(&mut self, quantum: bool) -> Result<Arg> {
-        let (name, t) = self.ident(if quantum { "a qubit or quantum register" } else { "a clbit or classical register" })?;
+        let (name, t) = self.ident(if quantum {
+            "a qubit or quantum register"
+        } else {
+            "a clbit or classical register"
+        })?;
         let reg = if quantum {
             self.qregs.get(&name).map(|i| &self.circuit.qregs()[*i])
         } else {
@@ -390,7 +488,10 @@ impl Parser {
             let (i, it) = self.int("an index")?;
             self.sym("]", "after the index")?;
             if i >= size as u64 {
-                return self.err_at(&it, format!("index {i} out of range for `{name}` of size {size}"));
+                return self.err_at(
+                    &it,
+                    format!("index {i} out of range for `{name}` of size {size}"),
+                );
             }
             Ok(Arg::One(start + i as usize))
         } else {
@@ -415,7 +516,10 @@ impl Parser {
                 match len {
                     None => len = Some(*n),
                     Some(l) if l != *n => {
-                        return self.err_at(t, format!("registers of different sizes ({l} and {n}) in one statement"));
+                        return self.err_at(
+                            t,
+                            format!("registers of different sizes ({l} and {n}) in one statement"),
+                        );
                     }
                     _ => {}
                 }
@@ -457,11 +561,23 @@ impl Parser {
                         ((qs..qs + qn).collect(), (cs..cs + cn).collect())
                     }
                     _ => {
-                        return self.err_at(&t, "measure needs a qubit and a clbit, or two registers of the same size".into());
+                        return self.err_at(
+                            &t,
+                            "measure needs a qubit and a clbit, or two registers of the same size"
+                                .into(),
+                        );
                     }
                 };
                 for (q, c) in qs.into_iter().zip(cs) {
-                    self.push(Instruction { op: Operation::Measure, qubits: vec![q], clbits: vec![c], condition: cond }, &t)?;
+                    self.push(
+                        Instruction {
+                            op: Operation::Measure,
+                            qubits: vec![q],
+                            clbits: vec![c],
+                            condition: cond,
+                        },
+                        &t,
+                    )?;
                 }
                 Ok(())
             }
@@ -473,7 +589,15 @@ impl Parser {
                     Arg::Reg(s, n) => (s..s + n).collect(),
                 };
                 for q in qs {
-                    self.push(Instruction { op: Operation::Reset, qubits: vec![q], clbits: vec![], condition: cond }, &t)?;
+                    self.push(
+                        Instruction {
+                            op: Operation::Reset,
+                            qubits: vec![q],
+                            clbits: vec![],
+                            condition: cond,
+                        },
+                        &t,
+                    )?;
                 }
                 Ok(())
             }
@@ -489,10 +613,17 @@ impl Parser {
                         return self.err_at(&t, format!("unknown gate `{w}`{hint}"));
                     }
                 };
-                let ps = if self.is_sym("(") { self.expr_list(&[])? } else { vec![] };
+                let ps = if self.is_sym("(") {
+                    self.expr_list(&[])?
+                } else {
+                    vec![]
+                };
                 let mut values = Vec::with_capacity(ps.len());
                 for p in &ps {
-                    values.push(p.eval(&|_| None).or_else(|e| self.err_at(&t, e.to_string()))?);
+                    values.push(
+                        p.eval(&|_| None)
+                            .or_else(|e| self.err_at(&t, e.to_string()))?,
+                    );
                 }
                 let args = self.arg_list(true)?;
                 self.sym(";", "after the gate arguments")?;
@@ -507,13 +638,24 @@ impl Parser {
 
     fn push(&mut self, inst: Instruction, t: &Token) -> Result<()> {
         if self.circuit.instructions().len() >= MAX_INSTRUCTIONS {
-            return self.err_at(t, format!("program expands to more than {MAX_INSTRUCTIONS} instructions"));
+            return self.err_at(
+                t,
+                format!("program expands to more than {MAX_INSTRUCTIONS} instructions"),
+            );
         }
         self.circuit.push(inst);
         Ok(())
     }
 
-    fn call(&mut self, known: &Known, name: &str, params: &[f64], qs: &[usize], cond: Option<Condition>, t: &Token) -> Result<()> {
+    fn call(
+        &mut self,
+        known: &Known,
+        name: &str,
+        params: &[f64],
+        qs: &[usize],
+        cond: Option<Condition>,
+        t: &Token,
+    ) -> Result<()> {
         match known {
             Known::Lib(k) => {
                 if params.len() != k.num_params() {
@@ -599,7 +741,10 @@ impl Parser {
     fn depth_check(&self, depth: usize) -> Result<()> {
         if depth > MAX_EXPR_DEPTH {
             let t = self.peek().clone();
-            return self.err_at(&t, format!("expression nested deeper than {MAX_EXPR_DEPTH} levels"));
+            return self.err_at(
+                &t,
+                format!("expression nested deeper than {MAX_EXPR_DEPTH} levels"),
+            );
         }
         Ok(())
     }

@@ -8,7 +8,7 @@
 //! Controls and diagonal factors on qubits outside the task are constant per task and are
 //! resolved from the task's base index.
 
-use super::kernels::{C, Real, deposit, dense, diag, mono};
+use super::kernels::{C, Real, dense, deposit, diag, mono};
 use super::plan::{Op, OpKind};
 use rayon::prelude::*;
 
@@ -30,14 +30,23 @@ pub(crate) enum KindT<T> {
 impl<T: Real> OpT<T> {
     pub fn from_op(op: &Op) -> Self {
         let cv = |v: &[num_complex::Complex64]| -> Vec<C<T>> {
-            v.iter().map(|z| C::new(T::from_f64(z.re), T::from_f64(z.im))).collect()
+            v.iter()
+                .map(|z| C::new(T::from_f64(z.re), T::from_f64(z.im)))
+                .collect()
         };
         let kind = match &op.kind {
             OpKind::Dense(m) => KindT::Dense(cv(m)),
             OpKind::Diag(d) => KindT::Diag(cv(d)),
-            OpKind::Mono { perm, phase } => KindT::Mono { perm: perm.clone(), phase: cv(phase) },
+            OpKind::Mono { perm, phase } => KindT::Mono {
+                perm: perm.clone(),
+                phase: cv(phase),
+            },
         };
-        OpT { targets: op.targets.clone(), controls: op.controls.clone(), kind }
+        OpT {
+            targets: op.targets.clone(),
+            controls: op.controls.clone(),
+            kind,
+        }
     }
 
     fn essential(&self) -> &[usize] {
@@ -61,7 +70,11 @@ pub(crate) struct ExecConfig {
 
 impl Default for ExecConfig {
     fn default() -> Self {
-        ExecConfig { chunk_bits: 12, max_high: 4, parallel_threshold: 14 }
+        ExecConfig {
+            chunk_bits: 12,
+            max_high: 4,
+            parallel_threshold: 14,
+        }
     }
 }
 
@@ -98,9 +111,20 @@ impl<T: Real> LocalOp<'_, T> {
 
 fn localize<'a, T: Real>(op: &'a OpT<T>, cb: usize, high: &[usize]) -> LocalOp<'a, T> {
     let local = |q: usize| -> Option<usize> {
-        if q < cb { Some(q) } else { high.iter().position(|&h| h == q).map(|m| cb + m) }
+        if q < cb {
+            Some(q)
+        } else {
+            high.iter().position(|&h| h == q).map(|m| cb + m)
+        }
     };
-    let mut lop = LocalOp { kind: &op.kind, tpos: vec![], tj: vec![], out_t: vec![], lcmask: 0, ocmask: 0 };
+    let mut lop = LocalOp {
+        kind: &op.kind,
+        tpos: vec![],
+        tj: vec![],
+        out_t: vec![],
+        lcmask: 0,
+        ocmask: 0,
+    };
     for (j, &q) in op.targets.iter().enumerate() {
         match local(q) {
             Some(p) => {
@@ -120,9 +144,15 @@ fn localize<'a, T: Real>(op: &'a OpT<T>, cb: usize, high: &[usize]) -> LocalOp<'
 }
 
 /// Apply `ops` in order to `state` (length `2^n`).
-pub(crate) fn run_ops<T: Real>(state: &mut [C<T>], n: usize, ops: &[OpT<T>], cfg: &ExecConfig) {
+pub(crate) fn run_ops<T: Real>(
+    state: &mut [C<T>],
+    n: usize,
+    ops: &[OpT<T>],
+    cfg: &ExecConfig,
+) -> usize {
     let cb = cfg.chunk_bits.min(n);
     let mut i = 0;
+    let mut passes = 0;
     while i < ops.len() {
         let mut high: Vec<usize> = vec![];
         let start = i;
@@ -141,10 +171,19 @@ pub(crate) fn run_ops<T: Real>(state: &mut [C<T>], n: usize, ops: &[OpT<T>], cfg
         }
         high.sort_unstable();
         run_pass(state, n, cb, &high, &ops[start..i], cfg);
+        passes += 1;
     }
+    passes
 }
 
-fn run_pass<T: Real>(state: &mut [C<T>], n: usize, cb: usize, high: &[usize], ops: &[OpT<T>], cfg: &ExecConfig) {
+fn run_pass<T: Real>(
+    state: &mut [C<T>],
+    n: usize,
+    cb: usize,
+    high: &[usize],
+    ops: &[OpT<T>],
+    cfg: &ExecConfig,
+) {
     let lops: Vec<LocalOp<'_, T>> = ops.iter().map(|o| localize(o, cb, high)).collect();
     let parallel = n >= cfg.parallel_threshold;
     let block = 1usize << cb;
@@ -168,7 +207,12 @@ fn run_pass<T: Real>(state: &mut [C<T>], n: usize, cb: usize, high: &[usize], op
         let base = deposit(r, &hbits);
         let mut v = Vec::with_capacity(1 << h);
         for j in 0..(1usize << h) {
-            let idx = base | hbits.iter().enumerate().map(|(m, b)| ((j >> m) & 1) << b).sum::<usize>();
+            let idx = base
+                | hbits
+                    .iter()
+                    .enumerate()
+                    .map(|(m, b)| ((j >> m) & 1) << b)
+                    .sum::<usize>();
             if let Some(c) = chunks.get_mut(idx).and_then(Option::take) {
                 v.push(c);
             }
@@ -186,7 +230,9 @@ fn run_pass<T: Real>(state: &mut [C<T>], n: usize, cb: usize, high: &[usize], op
     };
     let size = block << h;
     if parallel {
-        tasks.into_par_iter().for_each_init(|| vec![C::<T>::default(); size], work);
+        tasks
+            .into_par_iter()
+            .for_each_init(|| vec![C::<T>::default(); size], work);
     } else {
         let mut scratch = vec![C::<T>::default(); size];
         for t in tasks {
@@ -198,7 +244,13 @@ fn run_pass<T: Real>(state: &mut [C<T>], n: usize, cb: usize, high: &[usize], op
 /// Probability that qubit `q` reads 1.
 pub(crate) fn prob_one<T: Real>(state: &[C<T>], q: usize) -> f64 {
     let bit = 1usize << q;
-    let f = |(i, a): (usize, &C<T>)| if i & bit != 0 { a.norm_sqr().to_f64() } else { 0.0 };
+    let f = |(i, a): (usize, &C<T>)| {
+        if i & bit != 0 {
+            a.norm_sqr().to_f64()
+        } else {
+            0.0
+        }
+    };
     if state.len() >= 1 << 14 {
         state.par_iter().enumerate().map(f).sum()
     } else {
@@ -213,7 +265,7 @@ pub(crate) fn collapse<T: Real>(state: &mut [C<T>], q: usize, outcome: bool, p: 
     let zero = C::<T>::default();
     let f = |(i, a): (usize, &mut C<T>)| {
         if ((i & bit) != 0) == outcome {
-            *a = *a * scale;
+            *a *= scale;
         } else {
             *a = zero;
         }

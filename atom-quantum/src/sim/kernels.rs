@@ -40,7 +40,10 @@ pub(crate) type C<T> = Complex<T>;
 #[inline(always)]
 fn cmac<T: Real, const F: bool>(acc: C<T>, a: C<T>, b: C<T>) -> C<T> {
     if F {
-        C::new(a.re.mul_add(b.re, (-a.im).mul_add(b.im, acc.re)), a.re.mul_add(b.im, a.im.mul_add(b.re, acc.im)))
+        C::new(
+            a.re.mul_add(b.re, (-a.im).mul_add(b.im, acc.re)),
+            a.re.mul_add(b.im, a.im.mul_add(b.re, acc.im)),
+        )
     } else {
         acc + a * b
     }
@@ -48,7 +51,14 @@ fn cmac<T: Real, const F: bool>(acc: C<T>, a: C<T>, b: C<T>) -> C<T> {
 
 #[inline(always)]
 fn cmul<T: Real, const F: bool>(a: C<T>, b: C<T>) -> C<T> {
-    if F { C::new(a.re.mul_add(b.re, -(a.im * b.im)), a.re.mul_add(b.im, a.im * b.re)) } else { a * b }
+    if F {
+        C::new(
+            a.re.mul_add(b.re, -(a.im * b.im)),
+            a.re.mul_add(b.im, a.im * b.re),
+        )
+    } else {
+        a * b
+    }
 }
 
 /// Spread the bits of `r` over the positions not in `holes` (sorted ascending).
@@ -64,7 +74,11 @@ pub(crate) fn deposit(mut r: usize, holes: &[usize]) -> usize {
 #[inline(always)]
 fn offsets(tpos: &[usize], out: &mut [usize]) {
     for (l, o) in out.iter_mut().enumerate() {
-        *o = tpos.iter().enumerate().map(|(j, p)| ((l >> j) & 1) << p).sum();
+        *o = tpos
+            .iter()
+            .enumerate()
+            .map(|(j, p)| ((l >> j) & 1) << p)
+            .sum();
     }
 }
 
@@ -82,7 +96,12 @@ fn sorted_holes(tpos: &[usize], cmask: usize) -> Vec<usize> {
 
 /// Dense matrix on `tpos` (matrix bit j = local bit `tpos[j]`), only where `cmask` bits are set.
 #[inline(always)]
-pub(crate) fn dense<T: Real, const F: bool>(buf: &mut [C<T>], tpos: &[usize], cmask: usize, m: &[C<T>]) {
+pub(crate) fn dense<T: Real, const F: bool>(
+    buf: &mut [C<T>],
+    tpos: &[usize],
+    cmask: usize,
+    m: &[C<T>],
+) {
     let k = tpos.len();
     if k == 0 {
         return;
@@ -127,7 +146,10 @@ fn fma<T: Real, const F: bool>(a: T, b: T, c: T) -> T {
 
 /// Reorder a `D×D` matrix so that its bit j follows `tpos` sorted ascending.
 #[inline(always)]
-fn sorted_matrix<T: Real, const D: usize>(tpos: &[usize], m: &[C<T>]) -> ([usize; 3], [[C<T>; D]; D]) {
+fn sorted_matrix<T: Real, const D: usize>(
+    tpos: &[usize],
+    m: &[C<T>],
+) -> ([usize; 3], [[C<T>; D]; D]) {
     let k = tpos.len();
     let mut order = [0usize; 3];
     for (j, o) in order.iter_mut().enumerate().take(k) {
@@ -235,7 +257,10 @@ fn streams3<T: Real, const F: bool>(buf: &mut [C<T>], tpos: &[usize], m: &[C<T>]
             let it = l20
                 .chunks_exact_mut(2 * ha)
                 .zip(l21.chunks_exact_mut(2 * ha))
-                .zip(h20.chunks_exact_mut(2 * ha).zip(h21.chunks_exact_mut(2 * ha)));
+                .zip(
+                    h20.chunks_exact_mut(2 * ha)
+                        .zip(h21.chunks_exact_mut(2 * ha)),
+                );
             for ((a, b), (c, d)) in it {
                 let (s0, s1) = a.split_at_mut(ha);
                 let (s2, s3) = b.split_at_mut(ha);
@@ -320,7 +345,11 @@ fn dense1<T: Real, const F: bool>(buf: &mut [C<T>], t: usize, m: &[C<T>]) {
 #[inline(always)]
 fn dense2_streams<T: Real, const F: bool>(buf: &mut [C<T>], tpos: &[usize], m: &[C<T>]) {
     // Order the targets so that `a < b`; permute the matrix to match.
-    let (a, b, swap) = if tpos[0] < tpos[1] { (tpos[0], tpos[1], false) } else { (tpos[1], tpos[0], true) };
+    let (a, b, swap) = if tpos[0] < tpos[1] {
+        (tpos[0], tpos[1], false)
+    } else {
+        (tpos[1], tpos[0], true)
+    };
     let mut mm = [C::<T>::default(); 16];
     let map = |l: usize| if swap { ((l & 1) << 1) | (l >> 1) } else { l };
     for r in 0..4 {
@@ -334,9 +363,24 @@ fn dense2_streams<T: Real, const F: bool>(buf: &mut [C<T>], tpos: &[usize], m: &
         for (l2, h2) in lo.chunks_exact_mut(ha * 2).zip(hi.chunks_exact_mut(ha * 2)) {
             let (s0, s1) = l2.split_at_mut(ha);
             let (s2, s3) = h2.split_at_mut(ha);
-            for (((x0, x1), x2), x3) in s0.iter_mut().zip(s1.iter_mut()).zip(s2.iter_mut()).zip(s3.iter_mut()) {
+            for (((x0, x1), x2), x3) in s0
+                .iter_mut()
+                .zip(s1.iter_mut())
+                .zip(s2.iter_mut())
+                .zip(s3.iter_mut())
+            {
                 let v = [*x0, *x1, *x2, *x3];
-                let row = |r: usize| cmac::<T, F>(cmac::<T, F>(cmac::<T, F>(cmul::<T, F>(mm[r * 4], v[0]), mm[r * 4 + 1], v[1]), mm[r * 4 + 2], v[2]), mm[r * 4 + 3], v[3]);
+                let row = |r: usize| {
+                    cmac::<T, F>(
+                        cmac::<T, F>(
+                            cmac::<T, F>(cmul::<T, F>(mm[r * 4], v[0]), mm[r * 4 + 1], v[1]),
+                            mm[r * 4 + 2],
+                            v[2],
+                        ),
+                        mm[r * 4 + 3],
+                        v[3],
+                    )
+                };
                 *x0 = row(0);
                 *x1 = row(1);
                 *x2 = row(2);
@@ -347,7 +391,12 @@ fn dense2_streams<T: Real, const F: bool>(buf: &mut [C<T>], tpos: &[usize], m: &
 }
 
 #[inline(always)]
-fn dense_n<T: Real, const F: bool, const D: usize>(buf: &mut [C<T>], tpos: &[usize], cmask: usize, m: &[C<T>]) {
+fn dense_n<T: Real, const F: bool, const D: usize>(
+    buf: &mut [C<T>],
+    tpos: &[usize],
+    cmask: usize,
+    m: &[C<T>],
+) {
     let holes = sorted_holes(tpos, cmask);
     let mut off = [0usize; D];
     offsets(tpos, &mut off);
@@ -400,7 +449,13 @@ fn dense_dyn<T: Real, const F: bool>(buf: &mut [C<T>], tpos: &[usize], cmask: us
 
 /// Monomial matrix: column c moves to row `perm[c]`, times `phase[c]`.
 #[inline(always)]
-pub(crate) fn mono<T: Real>(buf: &mut [C<T>], tpos: &[usize], cmask: usize, perm: &[usize], phase: &[C<T>]) {
+pub(crate) fn mono<T: Real>(
+    buf: &mut [C<T>],
+    tpos: &[usize],
+    cmask: usize,
+    perm: &[usize],
+    phase: &[C<T>],
+) {
     let d = 1usize << tpos.len();
     let one = C::<T>::new(T::one(), T::zero());
     // X-like on one target: a plain swap of halves.
@@ -445,7 +500,14 @@ pub(crate) fn mono<T: Real>(buf: &mut [C<T>], tpos: &[usize], cmask: usize, perm
 
 /// Diagonal: amplitude i gets `d[fixed | Σ bit(i, pos[j]) << jbit[j]]`, only where `cmask` is set.
 #[inline(always)]
-pub(crate) fn diag<T: Real>(buf: &mut [C<T>], pos: &[usize], jbit: &[usize], fixed: usize, cmask: usize, d: &[C<T>]) {
+pub(crate) fn diag<T: Real>(
+    buf: &mut [C<T>],
+    pos: &[usize],
+    jbit: &[usize],
+    fixed: usize,
+    cmask: usize,
+    d: &[C<T>],
+) {
     if cmask == 0 && pos.len() == 1 {
         let (d0, d1) = (d[fixed], d[fixed | (1 << jbit[0])]);
         let half = 1usize << pos[0];
@@ -453,18 +515,21 @@ pub(crate) fn diag<T: Real>(buf: &mut [C<T>], pos: &[usize], jbit: &[usize], fix
         for blk in buf.chunks_exact_mut(half * 2) {
             let (lo, hi) = blk.split_at_mut(half);
             if d0 != one {
-                lo.iter_mut().for_each(|x| *x = *x * d0);
+                lo.iter_mut().for_each(|x| *x *= d0);
             }
             if d1 != one {
-                hi.iter_mut().for_each(|x| *x = *x * d1);
+                hi.iter_mut().for_each(|x| *x *= d1);
             }
         }
         return;
     }
+    if pos.len() + cmask.count_ones() as usize <= 2 {
+        return diag_patterns(buf, pos, jbit, fixed, cmask, d);
+    }
     if pos.is_empty() {
         let f = d[fixed];
         if cmask == 0 {
-            buf.iter_mut().for_each(|x| *x = *x * f);
+            buf.iter_mut().for_each(|x| *x *= f);
             return;
         }
         let holes = sorted_holes(&[], cmask);
@@ -473,7 +538,7 @@ pub(crate) fn diag<T: Real>(buf: &mut [C<T>], pos: &[usize], jbit: &[usize], fix
         let outer = (buf.len() >> holes.len()) >> h0;
         for ro in 0..outer {
             let base = deposit(ro << h0, &holes) | cmask;
-            buf[base..base + inner].iter_mut().for_each(|x| *x = *x * f);
+            buf[base..base + inner].iter_mut().for_each(|x| *x *= f);
         }
         return;
     }
@@ -485,6 +550,77 @@ pub(crate) fn diag<T: Real>(buf: &mut [C<T>], pos: &[usize], jbit: &[usize], fix
         for (p, j) in pos.iter().zip(jbit) {
             idx |= ((i >> p) & 1) << j;
         }
-        *x = *x * d[idx];
+        *x *= d[idx];
+    }
+}
+
+/// Multiply by `f` the amplitudes whose local bits `bits` (1 or 2, ascending) equal `vals`:
+/// nested contiguous runs, no per-element index arithmetic.
+#[inline(always)]
+fn scale_pattern<T: Real>(buf: &mut [C<T>], bits: &[usize], vals: &[bool], f: C<T>) {
+    let pick = |blk: &mut [C<T>], half: usize, v: bool| -> std::ops::Range<usize> { if v { half..2 * half } else { 0..half } };
+    match bits.len() {
+        1 => {
+            let h = 1usize << bits[0];
+            for blk in buf.chunks_exact_mut(2 * h) {
+                let r = pick(blk, h, vals[0]);
+                blk[r].iter_mut().for_each(|x| *x *= f);
+            }
+        }
+        _ => {
+            let (ha, hb) = (1usize << bits[0], 1usize << bits[1]);
+            for blk in buf.chunks_exact_mut(2 * hb) {
+                let rb = pick(blk, hb, vals[1]);
+                for sub in blk[rb].chunks_exact_mut(2 * ha) {
+                    let ra = pick(sub, ha, vals[0]);
+                    sub[ra].iter_mut().for_each(|x| *x *= f);
+                }
+            }
+        }
+    }
+}
+
+/// Diagonal with at most two local bits (targets and controls together).
+#[inline(always)]
+fn diag_patterns<T: Real>(buf: &mut [C<T>], pos: &[usize], jbit: &[usize], fixed: usize, cmask: usize, d: &[C<T>]) {
+    let one = C::<T>::new(T::one(), T::zero());
+    // Local bits: targets (with their diagonal index bit) then controls (must be 1).
+    let mut bits: Vec<(usize, Option<usize>)> = pos.iter().zip(jbit).map(|(&p, &j)| (p, Some(j))).collect();
+    let mut m = cmask;
+    while m != 0 {
+        bits.push((m.trailing_zeros() as usize, None));
+        m &= m - 1;
+    }
+    bits.sort_unstable_by_key(|b| b.0);
+    if bits.is_empty() {
+        let f = d[fixed];
+        if f != one {
+            buf.iter_mut().for_each(|x| *x *= f);
+        }
+        return;
+    }
+    let nb = bits.len();
+    let positions: Vec<usize> = bits.iter().map(|b| b.0).collect();
+    for pat in 0..(1usize << nb) {
+        let vals: Vec<bool> = (0..nb).map(|i| (pat >> i) & 1 == 1).collect();
+        let mut idx = fixed;
+        let mut ok = true;
+        for (i, (_, role)) in bits.iter().enumerate() {
+            match role {
+                Some(j) => {
+                    if vals[i] {
+                        idx |= 1 << j;
+                    }
+                }
+                None => ok &= vals[i],
+            }
+        }
+        if !ok {
+            continue;
+        }
+        let f = d[idx];
+        if f != one {
+            scale_pattern(buf, &positions, &vals, f);
+        }
     }
 }

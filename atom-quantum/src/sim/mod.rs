@@ -118,7 +118,10 @@ impl StateVector {
     pub fn into_f64(self) -> Vec<Complex64> {
         match self {
             StateVector::Double(v) => v,
-            StateVector::Single(v) => v.into_iter().map(|z| Complex64::new(z.re as f64, z.im as f64)).collect(),
+            StateVector::Single(v) => v
+                .into_iter()
+                .map(|z| Complex64::new(z.re as f64, z.im as f64))
+                .collect(),
         }
     }
 
@@ -180,8 +183,8 @@ impl SimResult {
         self.ops
     }
 
-    /// Unused hint kept for reporting.
-    #[doc(hidden)]
+    /// Number of passes over the state the unitary part took (each pass reads and writes the
+    /// state once; for trajectories, the passes of the last shot).
     pub fn passes(&self) -> usize {
         self.passes_hint
     }
@@ -252,10 +255,18 @@ impl Simulator {
 
     /// Check that the state fits; returns the bytes needed.
     pub fn check_memory(&self, num_qubits: usize) -> Result<u64> {
-        let limit = self.options.memory_limit.or_else(available_memory).unwrap_or(u64::MAX);
+        let limit = self
+            .options
+            .memory_limit
+            .or_else(available_memory)
+            .unwrap_or(u64::MAX);
         match state_bytes(num_qubits, self.options.precision) {
             Some(needed) if needed <= limit => Ok(needed),
-            needed => Err(Error::Memory { qubits: num_qubits, needed: needed.unwrap_or(u64::MAX), available: limit }),
+            needed => Err(Error::Memory {
+                qubits: num_qubits,
+                needed: needed.unwrap_or(u64::MAX),
+                available: limit,
+            }),
         }
     }
 
@@ -272,14 +283,25 @@ impl Simulator {
         }
     }
 
-    fn run_t<T: Real>(&self, circuit: &Circuit, wrap: fn(Vec<Complex<T>>) -> StateVector) -> Result<SimResult> {
+    fn run_t<T: Real>(
+        &self,
+        circuit: &Circuit,
+        wrap: fn(Vec<Complex<T>>) -> StateVector,
+    ) -> Result<SimResult> {
         let start = Instant::now();
         let o = &self.options;
         let n = circuit.num_qubits();
-        let popts = PlanOptions { fusion: o.fusion, max_fused_qubits: o.max_fused_qubits.clamp(1, 5) };
+        let popts = PlanOptions {
+            fusion: o.fusion,
+            max_fused_qubits: o.max_fused_qubits.clamp(1, 5),
+        };
         let (steps, finals) = plan::plan(circuit, popts)?;
         let steps: Vec<StepT<T>> = steps.iter().map(StepT::from_step).collect();
-        let cfg = ExecConfig { chunk_bits: o.chunk_bits.clamp(1, 24), max_high: o.max_high_qubits.min(8), ..ExecConfig::default() };
+        let cfg = ExecConfig {
+            chunk_bits: o.chunk_bits.clamp(1, 24),
+            max_high: o.max_high_qubits.min(8),
+            ..ExecConfig::default()
+        };
         let dim = 1usize << n;
         let mut state: Vec<Complex<T>> = Vec::new();
         state.try_reserve_exact(dim).map_err(|_| Error::Memory {
@@ -289,12 +311,15 @@ impl Simulator {
         })?;
         state.resize(dim, Complex::default());
         let seed = o.seed.unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
         });
         let ncl = circuit.num_clbits();
         let dynamic = steps.iter().any(|s| !matches!(s, StepT::Op(_, None)));
         let mut counts: BTreeMap<String, u64> = BTreeMap::new();
         let nops = steps.len();
+        let mut passes = 0;
         if !dynamic {
             reset_state(&mut state);
             let ops: Vec<OpT<T>> = steps
@@ -304,7 +329,7 @@ impl Simulator {
                     _ => None,
                 })
                 .collect();
-            run_ops(&mut state, n, &ops, &cfg);
+            passes = run_ops(&mut state, n, &ops, &cfg);
             if o.shots > 0 && !finals.is_empty() {
                 let mut rng = Rng::new(seed);
                 let samples = sample(&state, o.shots, &mut rng);
@@ -324,7 +349,7 @@ impl Simulator {
                 let mut rng = Rng::new(seed ^ shot.wrapping_mul(0x9E37_79B9_7F4A_7C15));
                 reset_state(&mut state);
                 let mut bits = vec![false; ncl];
-                run_steps(&mut state, n, &steps, &cfg, circuit, &mut bits, &mut rng);
+                passes = run_steps(&mut state, n, &steps, &cfg, circuit, &mut bits, &mut rng);
                 if o.shots > 0 {
                     if !finals.is_empty() {
                         let idx = sample(&state, 1, &mut rng).first().copied().unwrap_or(0);
@@ -344,23 +369,37 @@ impl Simulator {
             shots: o.shots,
             seconds: start.elapsed().as_secs_f64(),
             ops: nops,
-            passes_hint: 0,
+            passes_hint: passes,
         })
     }
 }
 
 enum StepT<T> {
     Op(OpT<T>, Option<Condition>),
-    Measure { qubit: usize, clbit: usize, cond: Option<Condition> },
-    Reset { qubit: usize, cond: Option<Condition> },
+    Measure {
+        qubit: usize,
+        clbit: usize,
+        cond: Option<Condition>,
+    },
+    Reset {
+        qubit: usize,
+        cond: Option<Condition>,
+    },
 }
 
 impl<T: Real> StepT<T> {
     fn from_step(s: &Step) -> Self {
         match s {
             Step::Op(op, c) => StepT::Op(OpT::from_op(op), *c),
-            Step::Measure { qubit, clbit, cond } => StepT::Measure { qubit: *qubit, clbit: *clbit, cond: *cond },
-            Step::Reset { qubit, cond } => StepT::Reset { qubit: *qubit, cond: *cond },
+            Step::Measure { qubit, clbit, cond } => StepT::Measure {
+                qubit: *qubit,
+                clbit: *clbit,
+                cond: *cond,
+            },
+            Step::Reset { qubit, cond } => StepT::Reset {
+                qubit: *qubit,
+                cond: *cond,
+            },
         }
     }
 }
@@ -374,7 +413,9 @@ fn reset_state<T: Real>(state: &mut [Complex<T>]) {
 
 fn cond_holds(circuit: &Circuit, bits: &[bool], cond: Option<Condition>) -> bool {
     let Some(c) = cond else { return true };
-    let Some(reg) = circuit.cregs().get(c.creg) else { return false };
+    let Some(reg) = circuit.cregs().get(c.creg) else {
+        return false;
+    };
     let mut v: u128 = 0;
     for i in (0..reg.size).rev() {
         v = (v << 1) | u128::from(bits.get(reg.start + i).copied().unwrap_or(false));
@@ -393,7 +434,8 @@ fn run_steps<T: Real>(
     circuit: &Circuit,
     bits: &mut [bool],
     rng: &mut Rng,
-) {
+) -> usize {
+    let mut passes = 0;
     let mut i = 0;
     while i < steps.len() {
         // Batch consecutive unconditioned ops into one executor call.
@@ -409,13 +451,13 @@ fn run_steps<T: Real>(
                     _ => None,
                 })
                 .collect();
-            run_ops(state, n, &ops, cfg);
+            passes += run_ops(state, n, &ops, cfg);
             continue;
         }
         match &steps[i] {
             StepT::Op(op, cond) => {
                 if cond_holds(circuit, bits, *cond) {
-                    run_ops(state, n, std::slice::from_ref(op), cfg);
+                    passes += run_ops(state, n, std::slice::from_ref(op), cfg);
                 }
             }
             StepT::Measure { qubit, clbit, cond } => {
@@ -442,19 +484,23 @@ fn run_steps<T: Real>(
                                 phase: vec![Complex::new(T::one(), T::zero()); 2],
                             },
                         };
-                        run_ops(state, n, std::slice::from_ref(&x), cfg);
+                        passes += run_ops(state, n, std::slice::from_ref(&x), cfg);
                     }
                 }
             }
         }
         i += 1;
     }
+    passes
 }
 
 /// Draw `shots` basis indices from |a_i|^2: sorted uniforms swept once over the state.
 fn sample<T: Real>(state: &[Complex<T>], shots: u64, rng: &mut Rng) -> Vec<usize> {
     const BLOCK: usize = 1 << 12;
-    let sums: Vec<f64> = state.par_chunks(BLOCK).map(|c| c.iter().map(|a| a.norm_sqr().to_f64()).sum()).collect();
+    let sums: Vec<f64> = state
+        .par_chunks(BLOCK)
+        .map(|c| c.iter().map(|a| a.norm_sqr().to_f64()).sum())
+        .collect();
     let total: f64 = sums.iter().sum();
     let mut us: Vec<f64> = (0..shots).map(|_| rng.uniform() * total).collect();
     us.sort_by(f64::total_cmp);
@@ -480,7 +526,10 @@ fn sample<T: Real>(state: &[Complex<T>], shots: u64, rng: &mut Rng) -> Vec<usize
         }
     }
     // Rounding can leave the last few draws past the final sum: give them the last nonzero index.
-    let last = state.iter().rposition(|a| a.norm_sqr() > T::zero()).unwrap_or(0);
+    let last = state
+        .iter()
+        .rposition(|a| a.norm_sqr() > T::zero())
+        .unwrap_or(0);
     while out.len() < us.len() {
         out.push(last);
     }
@@ -491,7 +540,16 @@ fn sample<T: Real>(state: &[Complex<T>], shots: u64, rng: &mut Rng) -> Vec<usize
 pub(crate) fn format_bits(circuit: &Circuit, bits: &[bool]) -> String {
     let mut parts = vec![];
     for r in circuit.cregs().iter().rev() {
-        let s: String = (0..r.size).rev().map(|i| if bits.get(r.start + i).copied().unwrap_or(false) { '1' } else { '0' }).collect();
+        let s: String = (0..r.size)
+            .rev()
+            .map(|i| {
+                if bits.get(r.start + i).copied().unwrap_or(false) {
+                    '1'
+                } else {
+                    '0'
+                }
+            })
+            .collect();
         parts.push(s);
     }
     parts.join(" ")

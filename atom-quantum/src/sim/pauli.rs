@@ -24,7 +24,11 @@ impl PauliString {
         for ch in label.chars().rev() {
             match ch {
                 'I' | 'X' | 'Y' | 'Z' => ops.push(ch as u8),
-                _ => return Err(Error::Observable(format!("`{ch}` in \"{label}\" is not one of I, X, Y, Z"))),
+                _ => {
+                    return Err(Error::Observable(format!(
+                        "`{ch}` in \"{label}\" is not one of I, X, Y, Z"
+                    )));
+                }
             }
         }
         Ok(PauliString { ops })
@@ -35,10 +39,14 @@ impl PauliString {
         let mut ops = vec![b'I'; num_qubits];
         for &(q, ch) in terms {
             if q >= num_qubits {
-                return Err(Error::Observable(format!("qubit {q} out of range for {num_qubits} qubits")));
+                return Err(Error::Observable(format!(
+                    "qubit {q} out of range for {num_qubits} qubits"
+                )));
             }
             if !matches!(ch, 'I' | 'X' | 'Y' | 'Z') {
-                return Err(Error::Observable(format!("`{ch}` is not one of I, X, Y, Z")));
+                return Err(Error::Observable(format!(
+                    "`{ch}` is not one of I, X, Y, Z"
+                )));
             }
             ops[q] = ch as u8;
         }
@@ -81,13 +89,22 @@ impl PauliString {
             let a = state[i];
             let b = state[i ^ flip].conj();
             let p = b * a;
-            let s = if (i & zmask).count_ones() % 2 == 1 { -1.0 } else { 1.0 };
+            let s = if (i & zmask).count_ones() % 2 == 1 {
+                -1.0
+            } else {
+                1.0
+            };
             (p.re.to_f64() * s, p.im.to_f64() * s)
         };
         let (re, im) = if state.len() >= 1 << 14 {
-            (0..state.len()).into_par_iter().map(term).reduce(|| (0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))
+            (0..state.len())
+                .into_par_iter()
+                .map(term)
+                .reduce(|| (0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))
         } else {
-            (0..state.len()).map(term).fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))
+            (0..state.len())
+                .map(term)
+                .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))
         };
         // Multiply by i^ny and keep the real part (P is Hermitian).
         Ok(match ny % 4 {
@@ -136,6 +153,8 @@ impl PauliSum {
 
 impl From<PauliString> for PauliSum {
     fn from(p: PauliString) -> Self {
-        PauliSum { terms: vec![(1.0, p)] }
+        PauliSum {
+            terms: vec![(1.0, p)],
+        }
     }
 }

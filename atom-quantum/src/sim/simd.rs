@@ -55,14 +55,27 @@ mod tests {
     fn dispatched_kernels_give_analytic_results() {
         let mut c = Circuit::new(4, 0);
         c.h(0).cx(0, 1).ry(1.0, 2).cx(2, 3).u(0.3, 0.2, 0.1, 3);
-        let s = simulate(&c, &SimOptions::default()).unwrap_or_else(|e| panic!("{e}")).into_statevector().into_f64();
+        let s = simulate(&c, &SimOptions::default())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_statevector()
+            .into_f64();
         let norm: f64 = s.iter().map(|a| a.norm_sqr()).sum();
         assert!((norm - 1.0).abs() < 1e-12);
         // Qubits 0,1 are a Bell pair: P(q0 != q1) = 0.
-        let odd: f64 = s.iter().enumerate().filter(|(i, _)| (i & 1) != ((i >> 1) & 1)).map(|(_, a)| a.norm_sqr()).sum();
+        let odd: f64 = s
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| (i & 1) != ((i >> 1) & 1))
+            .map(|(_, a)| a.norm_sqr())
+            .sum();
         assert!(odd < 1e-24);
         // P(q2 = 1) = sin^2(0.5).
-        let p2: f64 = s.iter().enumerate().filter(|(i, _)| (i >> 2) & 1 == 1).map(|(_, a)| a.norm_sqr()).sum();
+        let p2: f64 = s
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| (i >> 2) & 1 == 1)
+            .map(|(_, a)| a.norm_sqr())
+            .sum();
         assert!((p2 - 0.5f64.sin().powi(2)).abs() < 1e-12);
     }
 }

@@ -191,6 +191,7 @@ fn open(log: &Path, trust: &TrustArgs) -> Result<AuditLog, CliError> {
         sync: SyncPolicy::EveryAppend,
         verifiers: verifiers(&trust.vkeys)?,
         mode: trust.mode.map(Into::into),
+        ..OpenOptions::default()
     };
     let (log, recovery) = AuditLog::open(log, opts).map_err(failed)?;
     if recovery.dropped_tail_bytes > 0 {

@@ -6,6 +6,7 @@ pub mod model;
 pub mod precheck;
 pub mod qasm;
 pub mod replay;
+pub mod runtime;
 pub mod trust;
 
 /// An error from any `atom` command: a message for the user and an exit code.
