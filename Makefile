@@ -8,7 +8,7 @@ VPY := $(VENV)/bin/python
 ATOM_BIN := $(CURDIR)/target/debug/atom
 export CARGO_TERM_COLOR := never
 
-.PHONY: demo test test-rust test-python lint fmt venv bench build clean
+.PHONY: demo test test-rust test-python python-dev lint fmt venv bench build clean
 
 ## demo: build the CLI and run the demo scenario.
 demo:
@@ -22,8 +22,9 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# The Python extension is a cdylib for CPython: it is built and tested by maturin and pytest below.
 test-rust:
-	$(CARGO) test --workspace
+	$(CARGO) test --workspace --exclude atom-fabric-py
 
 # The test venv holds the independent reference implementations the interop tests compare with.
 $(VENV)/.installed: requirements-test.txt
@@ -34,9 +35,14 @@ $(VENV)/.installed: requirements-test.txt
 
 venv: $(VENV)/.installed
 
-test-python: venv
+# The package is built into the test venv by maturin (debug profile, sharing target/ with cargo).
+python-dev: venv
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/maturin develop -q -m bindings-python/Cargo.toml
+
+test-python: venv python-dev
 	$(CARGO) build -p atom-examples --bin atom
-	ATOM_BIN=$(ATOM_BIN) $(VPY) -m pytest -q tests/interop
+	ATOM_BIN=$(ATOM_BIN) $(VPY) -m pytest -q tests/interop bindings-python/tests
+	cd bindings-python && ../$(VPY) -m mypy.stubtest atom_fabric --allowlist stubtest-allowlist.txt
 
 ## bench: criterion benches (short) and the side-by-side scripts.
 bench:

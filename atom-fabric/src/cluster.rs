@@ -84,6 +84,18 @@ impl Node {
     pub fn gpu_capacity(&self) -> u64 {
         self.gpu_used.len() as u64 * 1000
     }
+    /// (fully free devices, largest free share): the keys of the GPU indexes.
+    fn gpu_keys(&self) -> (u64, u64) {
+        let whole = self.gpu_used.iter().filter(|&&u| u == 0).count() as u64;
+        let best = self
+            .gpu_used
+            .iter()
+            .map(|&u| u64::from(1000 - u))
+            .max()
+            .unwrap_or(0);
+        (whole, best)
+    }
+
     /// Price per device-hour from the `price_per_device_hour` label.
     pub fn price(&self) -> Option<f64> {
         self.price
@@ -153,6 +165,8 @@ pub struct ClusterStats {
     pub tpu: u64,
     /// Allocatable milli-GPUs per interned GPU model on healthy nodes.
     pub model_milli: Vec<u64>,
+    /// Bumped whenever the totals change (for caches derived from them).
+    pub epoch: u64,
 }
 
 /// A chosen node and devices for one replica.
@@ -179,7 +193,9 @@ pub struct Cluster {
     #[serde(skip)]
     model_ids: HashMap<String, u32>,
     #[serde(skip)]
-    gpu_index: BTreeSet<(u64, u32)>,
+    whole_index: BTreeSet<(u64, u32)>,
+    #[serde(skip)]
+    share_index: BTreeSet<(u64, u32)>,
     #[serde(skip)]
     cpu_index: BTreeSet<(u64, u32)>,
     #[serde(skip)]
@@ -200,7 +216,8 @@ impl Cluster {
             .enumerate()
             .map(|(i, m)| (m.clone(), i as u32))
             .collect();
-        self.gpu_index.clear();
+        self.whole_index.clear();
+        self.share_index.clear();
         self.cpu_index.clear();
         self.stats = ClusterStats::default();
         for i in 0..self.nodes.len() {
@@ -346,6 +363,7 @@ impl Cluster {
             s.cpu += n.spec.cpu_milli;
             s.mem += n.spec.memory_mib;
             s.tpu += u64::from(n.spec.tpus);
+            s.epoch += 1;
             for &m in &n.gpu_models {
                 if s.model_milli.len() <= m as usize {
                     s.model_milli.resize(m as usize + 1, 0);
@@ -363,6 +381,7 @@ impl Cluster {
             s.cpu -= n.spec.cpu_milli;
             s.mem -= n.spec.memory_mib;
             s.tpu -= u64::from(n.spec.tpus);
+            s.epoch += 1;
             for &m in &n.gpu_models {
                 if let Some(c) = s.model_milli.get_mut(m as usize) {
                     *c -= 1000;
@@ -403,7 +422,9 @@ impl Cluster {
         let n = &self.nodes[idx as usize];
         if n.schedulable() {
             if n.gpu_count() > 0 {
-                self.gpu_index.remove(&(n.gpu_free_total(), idx));
+                let (whole, best) = n.gpu_keys();
+                self.whole_index.remove(&(whole, idx));
+                self.share_index.remove(&(best, idx));
             }
             self.cpu_index.remove(&(n.cpu_free(), idx));
         }
@@ -413,7 +434,9 @@ impl Cluster {
         let n = &self.nodes[idx as usize];
         if n.schedulable() {
             if n.gpu_count() > 0 {
-                self.gpu_index.insert((n.gpu_free_total(), idx));
+                let (whole, best) = n.gpu_keys();
+                self.whole_index.insert((whole, idx));
+                self.share_index.insert((best, idx));
             }
             self.cpu_index.insert((n.cpu_free(), idx));
         }
@@ -621,12 +644,15 @@ impl Cluster {
                 }
             }
             order => {
-                let index = if d.gpus > 0 {
-                    &self.gpu_index
+                // Exact GPU feasibility keys (model constraints aside): whole devices by the
+                // count of fully free devices, shares by the largest free share.
+                let (index, lower) = if d.gpus == 0 {
+                    (&self.cpu_index, d.cpu)
+                } else if d.milli >= 1000 {
+                    (&self.whole_index, u64::from(d.gpus))
                 } else {
-                    &self.cpu_index
+                    (&self.share_index, u64::from(d.milli))
                 };
-                let lower = if d.gpus > 0 { d.gpu_total() } else { d.cpu };
                 let range = index.range((lower, 0)..);
                 if order == ScanOrder::MostFreeFirst {
                     for &(_, idx) in range.rev() {
@@ -708,11 +734,11 @@ mod tests {
             .unwrap();
         c.allocate(idx, &demand(1, 250, 1000), 0b10, 7);
         assert_eq!(c.node_at(idx).gpu_free_total(), 1750);
-        assert!(c.gpu_index.contains(&(1750, idx)));
+        assert!(c.share_index.contains(&(1000, idx)) && c.whole_index.contains(&(1, idx)));
         assert!(c.cpu_index.contains(&(7000, idx)));
         c.release(idx, &demand(1, 250, 1000), 0b10);
         c.remove_resident(idx, 7);
-        assert!(c.gpu_index.contains(&(2000, idx)));
+        assert!(c.share_index.contains(&(1000, idx)) && c.whole_index.contains(&(2, idx)));
         assert_eq!(c.node_at(idx).residents().count(), 0);
     }
 
@@ -724,7 +750,7 @@ mod tests {
             .unwrap();
         assert_eq!(c.stats().gpu_milli, 2000);
         c.set_health(idx, NodeHealth::Unhealthy);
-        assert!(c.gpu_index.is_empty() && c.cpu_index.is_empty());
+        assert!(c.whole_index.is_empty() && c.share_index.is_empty() && c.cpu_index.is_empty());
         assert_eq!(c.stats().gpu_milli, 0);
     }
 }

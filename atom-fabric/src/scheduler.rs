@@ -302,6 +302,8 @@ pub struct Scheduler {
     scorers: ScorerSet,
     scratch: ScoreScratch,
     names: HashMap<Box<str>, Arc<str>>,
+    /// Per cohort: (sum of use, sum of nominal quota); derived from the tenants.
+    cohorts: HashMap<String, (ResourceVector, ResourceVector)>,
 }
 
 enum PlaceError {
@@ -331,7 +333,7 @@ impl Scheduler {
 
     pub(crate) fn from_state(config: SchedulerConfig, mut state: State) -> Self {
         state.cluster.rebuild();
-        state.workload.refresh();
+        state.workload.restored();
         let scorers = ScorerSet::weighted("default", &config.weights);
         let mut s = Self {
             config,
@@ -339,7 +341,9 @@ impl Scheduler {
             scorers,
             scratch: ScoreScratch::default(),
             names: HashMap::new(),
+            cohorts: HashMap::new(),
         };
+        s.rebuild_cohorts();
         let mut names = HashMap::new();
         for r in s.state.requests.values_mut() {
             for a in [&mut r.tenant, &mut r.model_id, &mut r.model_version] {
@@ -428,6 +432,13 @@ impl Scheduler {
 
     fn tenant_mut(&mut self, tenant: &Arc<str>) -> &mut TenantState {
         let default = Quota::gpus(self.config.max_tenant_gpus);
+        if !self.state.tenants.contains_key(tenant) {
+            let e = self
+                .cohorts
+                .entry(default.cohort.clone())
+                .or_insert((ResourceVector::ZERO, ResourceVector::ZERO));
+            e.1 = e.1.saturating_add(default.nominal);
+        }
         self.state
             .tenants
             .entry(tenant.clone())
@@ -882,16 +893,35 @@ impl Scheduler {
     }
 
     fn cohort_totals(&self, cohort: &str, i: usize) -> (u64, u64) {
-        self.state
-            .tenants
-            .values()
-            .filter(|t| t.quota.cohort == cohort)
-            .fold((0u64, 0u64), |(u, n), t| {
-                (
-                    u.saturating_add(t.usage.get(i)),
-                    n.saturating_add(t.quota.nominal.get(i)),
-                )
-            })
+        self.cohorts
+            .get(cohort)
+            .map_or((0, 0), |(u, n)| (u.get(i), n.get(i)))
+    }
+
+    /// Recomputes the per-cohort sums of use and nominal quota (after quota changes).
+    fn rebuild_cohorts(&mut self) {
+        self.cohorts.clear();
+        for t in self.state.tenants.values() {
+            let e = self
+                .cohorts
+                .entry(t.quota.cohort.clone())
+                .or_insert((ResourceVector::ZERO, ResourceVector::ZERO));
+            e.0 = e.0.saturating_add(t.usage);
+            e.1 = e.1.saturating_add(t.quota.nominal);
+        }
+    }
+
+    fn cohort_use(&mut self, tenant: &Arc<str>, delta: ResourceVector, add: bool) {
+        let Some(t) = self.state.tenants.get(tenant) else {
+            return;
+        };
+        if let Some(e) = self.cohorts.get_mut(&t.quota.cohort) {
+            e.0 = if add {
+                e.0.saturating_add(delta)
+            } else {
+                e.0.saturating_sub(delta)
+            };
+        }
     }
 
     /// Whether the tenant may take `add` more: Ok(borrowing) or the resource that blocks.
@@ -973,6 +1003,7 @@ impl Scheduler {
         let tenant = r.tenant.clone();
         let model = r.model_id.clone();
         let wait_ms = now_ms.saturating_sub(r.submitted_ms);
+        self.cohort_use(&tenant, total, true);
         let t = self
             .state
             .tenants
@@ -1087,6 +1118,7 @@ impl Scheduler {
             self.state.cluster.release(node, &demand, mask);
             self.state.cluster.remove_resident(node, id);
         }
+        self.cohort_use(&tenant, total, false);
         if let Some(t) = self.state.tenants.get_mut(&tenant) {
             t.usage = t.usage.saturating_sub(total);
             t.placed.remove(&id);
@@ -1105,6 +1137,7 @@ impl Scheduler {
         for &(node, mask) in &slots {
             self.state.cluster.allocate(node, &demand, mask, id);
         }
+        self.cohort_use(&tenant, total, true);
         if let Some(t) = self.state.tenants.get_mut(&tenant) {
             t.usage = t.usage.saturating_add(total);
             t.placed.insert(id);
@@ -1452,6 +1485,7 @@ impl Scheduler {
         }
         let tenant = self.intern(tenant_id);
         self.tenant_mut(&tenant).quota = quota.clone();
+        self.rebuild_cohorts();
         self.emit(
             now_ms,
             Some(tenant_id),

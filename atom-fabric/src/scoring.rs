@@ -6,6 +6,38 @@
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A small multiplicative hasher for the fragmentation cache (keys are plain integers; SipHash's
+/// flooding resistance buys nothing here and costs most of a lookup).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FastHasher(u64);
+
+impl Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(u64::from(i));
+    }
+    fn write_u16(&mut self, i: u16) {
+        self.write_u64(u64::from(i));
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(u64::from(i));
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+}
 
 use crate::cluster::{ClusterStats, Demand, Node};
 use crate::model::{Constraints, ScoreBreakdown, ScorePart};
@@ -80,10 +112,8 @@ pub struct ScoreContext<'a> {
 #[derive(Debug, Default)]
 pub struct ScoreScratch {
     pub(crate) candidates: Vec<u64>,
-    frag_memo: HashMap<FragKey, f64>,
+    frag_memo: HashMap<FragKey, f64, BuildHasherDefault<FastHasher>>,
     memo_version: u64,
-    contention: Vec<f64>,
-    contention_key: (u64, u64, usize),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -191,7 +221,7 @@ impl Fragmentation {
         if !uniform || devs.is_empty() {
             return expected_fragmentation(devs, fit, types);
         }
-        if scratch.memo_version != w.version() || scratch.frag_memo.len() > 1 << 20 {
+        if scratch.memo_version != w.version() || scratch.frag_memo.len() > 1 << 16 {
             scratch.frag_memo.clear();
             scratch.memo_version = w.version();
         }
@@ -255,24 +285,11 @@ impl Scorer for Fragmentation {
             ctx.workload,
             scratch,
         );
-        let key = (
-            ctx.workload.version(),
-            ctx.stats.gpu_milli,
-            ctx.stats.model_milli.len(),
-        );
-        if scratch.contention_key != key {
-            scratch.contention = model_contention(ctx.workload.frozen(), &ctx.stats.model_milli);
-            scratch.contention_key = key;
-        }
+        let contention_of = model_contention(ctx.workload.frozen(), &ctx.stats.model_milli);
         let mut contention = 0.0;
         for i in 0..n {
             if devices & (1u64 << i) != 0 {
-                contention += scratch
-                    .contention
-                    .get(node.gpu_model(i) as usize)
-                    .copied()
-                    .unwrap_or(0.0)
-                    * f64::from(d.milli);
+                contention += contention_of(node.gpu_model(i)) * f64::from(d.milli);
             }
         }
         50.0 - (after - before + contention) / 20.0

@@ -25,7 +25,7 @@ struct TaskType {
 }
 
 /// A task type as used for scoring: probability and the mean CPU and memory of its requests.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct FrozenType {
     pub p: f64,
     pub gpus: u32,
@@ -47,18 +47,23 @@ impl FrozenType {
 /// last refresh, so cached fragmentation values stay valid between refreshes.
 ///
 /// ```
+/// use atom_fabric::cluster::Demand;
 /// use atom_fabric::workload::WorkloadDistribution;
+/// let half = Demand { gpus: 1, milli: 500, cpu: 1000, mem: 0, tpu: 0, qubits: 0, models: None };
+/// let whole = Demand { milli: 1000, ..half.clone() };
 /// let mut w = WorkloadDistribution::new();
-/// assert_eq!(w.total(), 0);
-/// # let _ = &mut w;
+/// w.observe(&half);
+/// w.observe(&half);
+/// w.observe(&whole);
+/// assert_eq!((w.total(), w.shapes()), (3, 2));
 /// ```
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct WorkloadDistribution {
     types: Vec<TaskType>,
     total: u64,
-    #[serde(skip)]
+    // The probabilities in use are part of the state: they change only at refresh points, so a
+    // restored scheduler must use the same ones to decide the same way.
     frozen: Vec<FrozenType>,
-    #[serde(skip)]
     frozen_total: u64,
     #[serde(skip)]
     version: u64,
@@ -139,6 +144,11 @@ impl WorkloadDistribution {
             .collect();
     }
 
+    /// After deserialisation: new cache version, same probabilities.
+    pub(crate) fn restored(&mut self) {
+        self.version += 1;
+    }
+
     pub(crate) fn frozen(&self) -> &[FrozenType] {
         &self.frozen
     }
@@ -151,34 +161,45 @@ impl WorkloadDistribution {
 /// Contention of each GPU model: the demand of model-constrained task types that accept it,
 /// as a share of all GPU demand, over the share of GPU capacity their accepted models hold.
 /// Near 1, constrained work needs nearly all of that model; near 0, the model is free to use.
-pub(crate) fn model_contention(types: &[FrozenType], model_milli: &[u64]) -> Vec<f64> {
-    let total_cap: u64 = model_milli.iter().sum();
-    let total_demand: f64 = types
-        .iter()
-        .map(|t| t.p * f64::from(t.gpus) * f64::from(t.milli))
-        .sum();
-    let mut out = vec![0.0; model_milli.len()];
-    if total_cap == 0 || total_demand <= 0.0 {
-        return out;
-    }
-    for t in types {
-        let Some(models) = &t.models else { continue };
-        let cap: u64 = models
+pub(crate) fn model_contention<'a>(
+    types: &'a [FrozenType],
+    model_milli: &'a [u64],
+) -> impl Fn(u32) -> f64 + 'a {
+    let constrained = types.iter().any(|t| t.models.is_some());
+    let total_cap: u64 = if constrained {
+        model_milli.iter().sum()
+    } else {
+        0
+    };
+    let total_demand: f64 = if constrained {
+        types
             .iter()
-            .filter_map(|&m| model_milli.get(m as usize))
-            .sum();
-        if cap == 0 {
-            continue;
+            .map(|t| t.p * f64::from(t.gpus) * f64::from(t.milli))
+            .sum()
+    } else {
+        0.0
+    };
+    move |model: u32| {
+        if total_cap == 0 || total_demand <= 0.0 {
+            return 0.0;
         }
-        let ratio = (t.p * f64::from(t.gpus) * f64::from(t.milli) / total_demand)
-            / (cap as f64 / total_cap as f64);
-        for &m in models {
-            if let Some(c) = out.get_mut(m as usize) {
-                *c += ratio;
+        let mut c = 0.0;
+        for t in types {
+            let Some(models) = &t.models else { continue };
+            if !models.contains(&model) {
+                continue;
+            }
+            let cap: u64 = models
+                .iter()
+                .filter_map(|&m| model_milli.get(m as usize))
+                .sum();
+            if cap > 0 {
+                let demand_share = t.p * f64::from(t.gpus) * f64::from(t.milli) / total_demand;
+                c += demand_share / (cap as f64 / total_cap as f64);
             }
         }
+        c
     }
-    out
 }
 
 /// Bit i set when frozen type i fits the node's free CPU and memory.

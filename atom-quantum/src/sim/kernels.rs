@@ -542,15 +542,42 @@ pub(crate) fn diag<T: Real>(
         }
         return;
     }
-    for (i, x) in buf.iter_mut().enumerate() {
-        if i & cmask != cmask {
+    // Two-level index: the bits below 6 come from a 64-entry table, the others are constant
+    // over each run of 64 amplitudes.
+    const RUN: usize = 64;
+    let mut lo_tab = [0usize; RUN];
+    for (r, t) in lo_tab.iter_mut().enumerate() {
+        *t = pos
+            .iter()
+            .zip(jbit)
+            .filter(|(p, _)| **p < 6)
+            .map(|(p, j)| ((r >> p) & 1) << j)
+            .sum();
+    }
+    let (cm_lo, cm_hi) = (cmask & (RUN - 1), cmask & !(RUN - 1));
+    for (bi, blk) in buf.chunks_mut(RUN).enumerate() {
+        let base = bi * RUN;
+        if base & cm_hi != cm_hi {
             continue;
         }
-        let mut idx = fixed;
-        for (p, j) in pos.iter().zip(jbit) {
-            idx |= ((i >> p) & 1) << j;
+        let hi = fixed
+            | pos
+                .iter()
+                .zip(jbit)
+                .filter(|(p, _)| **p >= 6)
+                .map(|(p, j)| ((base >> p) & 1) << j)
+                .sum::<usize>();
+        if cm_lo == 0 {
+            for (x, t) in blk.iter_mut().zip(lo_tab.iter()) {
+                *x *= d[hi | t];
+            }
+        } else {
+            for (r, (x, t)) in blk.iter_mut().zip(lo_tab.iter()).enumerate() {
+                if r & cm_lo == cm_lo {
+                    *x *= d[hi | t];
+                }
+            }
         }
-        *x *= d[idx];
     }
 }
 
@@ -558,21 +585,23 @@ pub(crate) fn diag<T: Real>(
 /// nested contiguous runs, no per-element index arithmetic.
 #[inline(always)]
 fn scale_pattern<T: Real>(buf: &mut [C<T>], bits: &[usize], vals: &[bool], f: C<T>) {
-    let pick = |blk: &mut [C<T>], half: usize, v: bool| -> std::ops::Range<usize> { if v { half..2 * half } else { 0..half } };
+    let pick = |half: usize, v: bool| -> std::ops::Range<usize> {
+        if v { half..2 * half } else { 0..half }
+    };
     match bits.len() {
         1 => {
             let h = 1usize << bits[0];
             for blk in buf.chunks_exact_mut(2 * h) {
-                let r = pick(blk, h, vals[0]);
+                let r = pick(h, vals[0]);
                 blk[r].iter_mut().for_each(|x| *x *= f);
             }
         }
         _ => {
             let (ha, hb) = (1usize << bits[0], 1usize << bits[1]);
             for blk in buf.chunks_exact_mut(2 * hb) {
-                let rb = pick(blk, hb, vals[1]);
+                let rb = pick(hb, vals[1]);
                 for sub in blk[rb].chunks_exact_mut(2 * ha) {
-                    let ra = pick(sub, ha, vals[0]);
+                    let ra = pick(ha, vals[0]);
                     sub[ra].iter_mut().for_each(|x| *x *= f);
                 }
             }
@@ -582,10 +611,18 @@ fn scale_pattern<T: Real>(buf: &mut [C<T>], bits: &[usize], vals: &[bool], f: C<
 
 /// Diagonal with at most two local bits (targets and controls together).
 #[inline(always)]
-fn diag_patterns<T: Real>(buf: &mut [C<T>], pos: &[usize], jbit: &[usize], fixed: usize, cmask: usize, d: &[C<T>]) {
+fn diag_patterns<T: Real>(
+    buf: &mut [C<T>],
+    pos: &[usize],
+    jbit: &[usize],
+    fixed: usize,
+    cmask: usize,
+    d: &[C<T>],
+) {
     let one = C::<T>::new(T::one(), T::zero());
     // Local bits: targets (with their diagonal index bit) then controls (must be 1).
-    let mut bits: Vec<(usize, Option<usize>)> = pos.iter().zip(jbit).map(|(&p, &j)| (p, Some(j))).collect();
+    let mut bits: Vec<(usize, Option<usize>)> =
+        pos.iter().zip(jbit).map(|(&p, &j)| (p, Some(j))).collect();
     let mut m = cmask;
     while m != 0 {
         bits.push((m.trailing_zeros() as usize, None));

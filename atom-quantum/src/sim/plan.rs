@@ -163,8 +163,67 @@ fn gate_op(kind: GateKind, params: &[f64], qubits: &[usize]) -> Option<Op> {
 struct Block {
     qubits: Vec<usize>,
     matrix: Option<Matrix>,
+    /// The diagonal when the block is diagonal (kept even past `max_qubits`).
+    diag: Option<Vec<Complex64>>,
     op: Option<Op>,
     alive: bool,
+}
+
+/// Diagonal blocks may grow to this many qubits: they cost one table lookup per amplitude.
+const MAX_DIAG_QUBITS: usize = 10;
+
+fn diagonal_of(m: &[Complex64]) -> Option<Vec<Complex64>> {
+    let d = (m.len() as f64).sqrt().round() as usize;
+    for r in 0..d {
+        for c in 0..d {
+            if r != c && !is_zero(m[r * d + c]) {
+                return None;
+            }
+        }
+    }
+    Some((0..d).map(|i| m[i * d + i]).collect())
+}
+
+/// Classify a diagonal over `qubits` (bit j of the index = `qubits[j]`). `None` = identity.
+fn classify_diag(dg: &[Complex64], qubits: &[usize]) -> Option<Op> {
+    let k = qubits.len();
+    let one = Complex64::new(1.0, 0.0);
+    let cbits: Vec<usize> = (0..k)
+        .filter(|&b| {
+            dg.iter()
+                .enumerate()
+                .all(|(i, v)| (i >> b) & 1 == 1 || is_zero(v - one))
+        })
+        .collect();
+    let tbits: Vec<usize> = (0..k).filter(|b| !cbits.contains(b)).collect();
+    let cmask: usize = cbits.iter().map(|b| 1usize << b).sum();
+    let sub: Vec<Complex64> = (0..1usize << tbits.len())
+        .map(|x| {
+            dg[tbits
+                .iter()
+                .enumerate()
+                .map(|(j, b)| ((x >> j) & 1) << b)
+                .sum::<usize>()
+                | cmask]
+        })
+        .collect();
+    if sub.iter().all(|v| is_zero(v - one)) {
+        return None;
+    }
+    Some(Op {
+        targets: tbits.iter().map(|&b| qubits[b]).collect(),
+        controls: cbits.iter().map(|&b| qubits[b]).collect(),
+        kind: OpKind::Diag(sub),
+    })
+}
+
+fn diag_to_dense(dg: &[Complex64]) -> Matrix {
+    let d = dg.len();
+    let mut m = vec![Complex64::new(0.0, 0.0); d * d];
+    for (i, v) in dg.iter().enumerate() {
+        m[i * d + i] = *v;
+    }
+    m
 }
 
 fn block_cost(b: &Block) -> f64 {
@@ -182,14 +241,112 @@ fn fuse(gates: &[(Matrix, Vec<usize>)], max_qubits: usize, nq: usize, out: &mut 
         let mut owners: Vec<usize> = qs.iter().filter_map(|&q| owner[q]).collect();
         owners.sort_unstable();
         owners.dedup();
+        let gdiag = diagonal_of(m);
+        if let Some(gd) = &gdiag {
+            // Merge into every owner when all of them can move to the end; otherwise into the
+            // latest owner, which is always valid: every other qubit of the gate is last touched
+            // by an earlier block, so nothing between that block and the gate touches it.
+            let all_owned = !owners.is_empty()
+                && owners
+                    .iter()
+                    .all(|&b| blocks[b].qubits.iter().all(|&q| owner[q] == Some(b)));
+            let set: Vec<usize> = if all_owned {
+                owners.clone()
+            } else {
+                owners.iter().max().map(|&b| vec![b]).unwrap_or_default()
+            };
+            if !set.is_empty() && set.iter().all(|&b| blocks[b].diag.is_some()) {
+                let single_ok = !all_owned;
+                let owners = set;
+                let mut union: Vec<usize> = vec![];
+                for &b in &owners {
+                    for &q in &blocks[b].qubits {
+                        if !union.contains(&q) {
+                            union.push(q);
+                        }
+                    }
+                }
+                for &q in qs {
+                    if !union.contains(&q) {
+                        union.push(q);
+                    }
+                }
+                if union.len() <= MAX_DIAG_QUBITS {
+                    let project = |i: usize, sub: &[usize]| -> usize {
+                        sub.iter()
+                            .enumerate()
+                            .map(|(j, q)| {
+                                let p = union.iter().position(|u| u == q).unwrap_or(0);
+                                ((i >> p) & 1) << j
+                            })
+                            .sum()
+                    };
+                    let nd: Vec<Complex64> = (0..1usize << union.len())
+                        .map(|i| {
+                            let mut v = gd[project(i, qs)];
+                            for &b in &owners {
+                                if let Some(bd) = &blocks[b].diag {
+                                    v *= bd[project(i, &blocks[b].qubits)];
+                                }
+                            }
+                            v
+                        })
+                        .collect();
+                    let nop = classify_diag(&nd, &union);
+                    let gate_cost = classify_diag(gd, qs).map_or(0.0, |o| o.cost());
+                    let old: f64 =
+                        owners.iter().map(|&b| block_cost(&blocks[b])).sum::<f64>() + gate_cost;
+                    if nop.as_ref().map_or(0.0, Op::cost) <= old + 1e-9 {
+                        let matrix = if union.len() <= max_qubits {
+                            Some(diag_to_dense(&nd))
+                        } else {
+                            None
+                        };
+                        let nb = Block {
+                            qubits: union.clone(),
+                            matrix,
+                            diag: Some(nd),
+                            op: nop,
+                            alive: true,
+                        };
+                        let idx = if single_ok && !all_owned {
+                            blocks[owners[0]] = nb;
+                            owners[0]
+                        } else {
+                            for &b in &owners {
+                                blocks[b].alive = false;
+                            }
+                            blocks.push(nb);
+                            blocks.len() - 1
+                        };
+                        for &q in &union {
+                            if owner[q].is_none()
+                                || owners.contains(&owner[q].unwrap_or(usize::MAX))
+                            {
+                                owner[q] = Some(idx);
+                            }
+                        }
+                        for &q in qs {
+                            owner[q] = Some(idx);
+                        }
+                        continue;
+                    }
+                }
+            }
+        }
         let mut merged = false;
         if qs.len() <= max_qubits && !owners.is_empty() {
             // Case A: every touching block commutes with everything after it: merge all at the end.
             let all_owned = owners.iter().all(|&b| fully_owned(b, &blocks, &owner));
-            // Case B: one block, and nothing after it touched the gate's qubits.
-            let single_ok = owners.len() == 1
-                && blocks[owners[0]].matrix.is_some()
-                && qs.iter().all(|&q| owner[q].is_none_or(|o| o == owners[0]));
+            // Case B: join the latest owner in place (valid: the gate's other qubits were last
+            // touched by earlier blocks).
+            let latest = owners.iter().copied().max().unwrap_or(0);
+            let single_ok = !all_owned && blocks[latest].matrix.is_some();
+            let owners: Vec<usize> = if all_owned {
+                owners.clone()
+            } else {
+                vec![latest]
+            };
             if all_owned || single_ok {
                 let mut union: Vec<usize> = vec![];
                 for &b in &owners {
@@ -228,9 +385,11 @@ fn fuse(gates: &[(Matrix, Vec<usize>)], max_qubits: usize, nq: usize, out: &mut 
                         owners.iter().map(|&b| block_cost(&blocks[b])).sum::<f64>() + gate_cost;
                     let new = nop.as_ref().map_or(0.0, Op::cost);
                     if new <= old + 1e-9 {
+                        let diag = diagonal_of(&nm);
                         let nb = Block {
                             qubits: union.clone(),
                             matrix: Some(nm),
+                            diag,
                             op: nop,
                             alive: true,
                         };
@@ -264,6 +423,7 @@ fn fuse(gates: &[(Matrix, Vec<usize>)], max_qubits: usize, nq: usize, out: &mut 
             blocks.push(Block {
                 qubits: qs.clone(),
                 matrix: if small { Some(m.clone()) } else { None },
+                diag: gdiag.clone(),
                 op: classify(m, qs),
                 alive: true,
             });

@@ -1,0 +1,18 @@
+"""atom-fabric: place and run neural and quantum inference work, signed with post-quantum
+cryptography and proven in a verifiable audit log.
+
+Submodules: :mod:`atom_fabric.policy` (keys, signatures, manifests, the auditor's Merkle
+functions), :mod:`atom_fabric.quantum` (circuits and the statevector simulator) and
+:mod:`atom_fabric.errors` (the exception hierarchy).
+
+>>> from atom_fabric import quantum
+>>> bell = quantum.Circuit(2, 2).h(0).cx(0, 1)
+>>> result = quantum.simulate(bell)
+>>> result.probabilities().round(3).tolist()
+[0.5, 0.0, 0.0, 0.5]
+"""
+
+from atom_fabric import errors, policy, quantum
+from atom_fabric._native import __version__
+
+__all__ = ["errors", "policy", "quantum", "__version__"]
