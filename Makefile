@@ -37,7 +37,7 @@ venv: $(VENV)/.installed
 
 # The package is built into the test venv by maturin (debug profile, sharing target/ with cargo).
 python-dev: venv
-	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/maturin develop -q -m bindings-python/Cargo.toml
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/maturin develop -q -m bindings-python/Cargo.toml
 
 test-python: venv python-dev
 	$(CARGO) build -p atom-examples --bin atom

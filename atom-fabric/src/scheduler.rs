@@ -20,6 +20,9 @@ use crate::quota::{Quota, RESOURCES, ResourceVector};
 use crate::scoring::{LatencyTable, ScoreContext, ScoreScratch, ScoreWeights, ScorerSet};
 use crate::workload::WorkloadDistribution;
 
+/// HashMap with a fast non-cryptographic hasher (lookups only; iteration order never matters).
+type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<crate::scoring::FastHasher>>;
+
 /// Scheduler configuration. Must be the same when a journal is replayed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SchedulerConfig {
@@ -301,9 +304,9 @@ pub struct Scheduler {
     state: State,
     scorers: ScorerSet,
     scratch: ScoreScratch,
-    names: HashMap<Box<str>, Arc<str>>,
+    names: FastMap<Box<str>, Arc<str>>,
     /// Per cohort: (sum of use, sum of nominal quota); derived from the tenants.
-    cohorts: HashMap<String, (ResourceVector, ResourceVector)>,
+    cohorts: FastMap<String, (ResourceVector, ResourceVector)>,
 }
 
 enum PlaceError {
@@ -340,11 +343,11 @@ impl Scheduler {
             state,
             scorers,
             scratch: ScoreScratch::default(),
-            names: HashMap::new(),
-            cohorts: HashMap::new(),
+            names: FastMap::default(),
+            cohorts: FastMap::default(),
         };
         s.rebuild_cohorts();
-        let mut names = HashMap::new();
+        let mut names = FastMap::default();
         for r in s.state.requests.values_mut() {
             for a in [&mut r.tenant, &mut r.model_id, &mut r.model_version] {
                 let shared = names
@@ -379,7 +382,9 @@ impl Scheduler {
 
     /// Takes the events emitted since the last call (the audit log's outbox).
     pub fn take_events(&mut self) -> Vec<Event> {
-        std::mem::take(&mut self.state.outbox)
+        // Keep the capacity: the outbox refills at the same rate.
+        let cap = self.state.outbox.capacity();
+        std::mem::replace(&mut self.state.outbox, Vec::with_capacity(cap))
     }
 
     /// Events waiting in the outbox.

@@ -5,6 +5,7 @@
 //! verification) releases the GIL; statevectors and probabilities move into numpy arrays without a
 //! copy.
 
+mod audit;
 mod errors;
 mod policy;
 mod quantum;
@@ -17,6 +18,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     errors::register(m)?;
     policy::register(m)?;
+    audit::register(m)?;
     quantum::register(m)?;
     Ok(())
 }
