@@ -8,12 +8,13 @@ import atom_fabric
 import atom_fabric.errors
 import atom_fabric.policy
 import atom_fabric.policy.merkle
+import atom_fabric.qiskit
 import atom_fabric.quantum
 
 
 @pytest.mark.parametrize(
     "module",
-    [atom_fabric, atom_fabric.errors, atom_fabric.policy, atom_fabric.policy.merkle, atom_fabric.quantum],
+    [atom_fabric, atom_fabric.errors, atom_fabric.policy, atom_fabric.policy.merkle, atom_fabric.quantum, atom_fabric.qiskit],
     ids=lambda m: m.__name__,
 )
 def test_docstring_examples(module):

@@ -2,8 +2,9 @@
 cryptography and proven in a verifiable audit log.
 
 Submodules: :mod:`atom_fabric.policy` (keys, signatures, manifests, the auditor's Merkle
-functions), :mod:`atom_fabric.quantum` (circuits and the statevector simulator) and
-:mod:`atom_fabric.errors` (the exception hierarchy).
+functions, the audit log), :mod:`atom_fabric.quantum` (circuits and the statevector simulator),
+:mod:`atom_fabric.errors` (the exception hierarchy) and, with the ``qiskit`` extra,
+:mod:`atom_fabric.qiskit` (a Qiskit ``BackendV2`` and Primitives V2).
 
 >>> from atom_fabric import quantum
 >>> bell = quantum.Circuit(2, 2).h(0).cx(0, 1)
