@@ -12,7 +12,7 @@ is first transpiled to ``u``/``cx``.
 >>> from atom_fabric.qiskit import AtomEstimatorV2, AtomSamplerV2
 >>> from qiskit.quantum_info import SparsePauliOp
 >>> qc = QuantumCircuit(2); _ = qc.h(0); _ = qc.cx(0, 1)
->>> float(AtomEstimatorV2().run([(qc, SparsePauliOp("ZZ"))]).result()[0].data.evs)
+>>> round(float(AtomEstimatorV2().run([(qc, SparsePauliOp("ZZ"))]).result()[0].data.evs), 12)
 1.0
 >>> qc.measure_all()
 >>> counts = AtomSamplerV2(seed=7).run([qc], shots=100).result()[0].data.meas.get_counts()
