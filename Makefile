@@ -42,7 +42,7 @@ python-dev: venv
 test-python: venv python-dev
 	$(CARGO) build -p atom-examples --bin atom
 	ATOM_BIN=$(ATOM_BIN) $(VPY) -m pytest -q tests/interop bindings-python/tests
-	cd bindings-python && ../$(VPY) -m mypy.stubtest atom_fabric --allowlist stubtest-allowlist.txt
+	cd bindings-python && ../$(VPY) -m mypy.stubtest atom_fabric --allowlist stubtest-allowlist.txt --mypy-config-file mypy.ini
 
 ## bench: criterion benches (short) and the side-by-side scripts.
 bench:

@@ -8,7 +8,9 @@
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use atom_fabric::quota::Quota;
-use atom_fabric::{Command, NodeSpec, Outcome, RequestId, Resources, ScheduleRequest, Scheduler, SchedulerConfig};
+use atom_fabric::{
+    Command, NodeSpec, Outcome, RequestId, Resources, ScheduleRequest, Scheduler, SchedulerConfig,
+};
 use criterion::{Criterion, criterion_group};
 use std::collections::VecDeque;
 use std::hint::black_box;
@@ -24,19 +26,31 @@ const CANDIDATES: usize = 16;
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
 fn fleet() -> Scheduler {
-    let config = SchedulerConfig { max_candidates: Some(CANDIDATES), terminal_retention: 0, ..Default::default() };
+    let config = SchedulerConfig {
+        max_candidates: Some(CANDIDATES),
+        terminal_retention: 0,
+        ..Default::default()
+    };
     let mut s = Scheduler::new(config);
     for i in 0..NODES {
         let spec = NodeSpec::new(format!("node-{i:05}"), 96_000, 393_216)
@@ -46,7 +60,14 @@ fn fleet() -> Scheduler {
         s.apply(Command::RegisterNode { spec }, 0).unwrap();
     }
     for t in 0..TENANTS {
-        s.apply(Command::SetQuota { tenant_id: format!("tenant-{t}"), quota: Quota::gpus(100_000) }, 0).unwrap();
+        s.apply(
+            Command::SetQuota {
+                tenant_id: format!("tenant-{t}"),
+                quota: Quota::gpus(100_000),
+            },
+            0,
+        )
+        .unwrap();
     }
     s.take_events();
     s
@@ -56,9 +77,24 @@ fn fleet() -> Scheduler {
 fn request(i: u64) -> ScheduleRequest {
     let k = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
     let resources = match k % 10 {
-        0..=5 => Resources { gpu: 1, gpu_milli: [250, 500, 300, 700][(k / 10 % 4) as usize], cpu: 2000, mem: 8192, ..Default::default() },
-        6..=8 => Resources { gpu: 1, cpu: 4000, mem: 16_384, ..Default::default() },
-        _ => Resources { cpu: 1000, mem: 2048, ..Default::default() },
+        0..=5 => Resources {
+            gpu: 1,
+            gpu_milli: [250, 500, 300, 700][(k / 10 % 4) as usize],
+            cpu: 2000,
+            mem: 8192,
+            ..Default::default()
+        },
+        6..=8 => Resources {
+            gpu: 1,
+            cpu: 4000,
+            mem: 16_384,
+            ..Default::default()
+        },
+        _ => Resources {
+            cpu: 1000,
+            mem: 2048,
+            ..Default::default()
+        },
     };
     let tenant = format!("tenant-{}", i % TENANTS as u64);
     ScheduleRequest::new(&tenant, "model", "v1", resources)
@@ -74,7 +110,9 @@ fn step(s: &mut Scheduler, held: &mut Held, i: u64, now: u64) -> bool {
     let out = s.apply(Command::Schedule { request: req }, now).unwrap();
     let placed = matches!(out, Outcome::Placed { .. });
     match out {
-        Outcome::Placed { request_id, .. } | Outcome::Queued { request_id, .. } => held.queue.push_back((tenant, request_id)),
+        Outcome::Placed { request_id, .. } | Outcome::Queued { request_id, .. } => {
+            held.queue.push_back((tenant, request_id))
+        }
         _ => {}
     }
     placed
@@ -82,19 +120,31 @@ fn step(s: &mut Scheduler, held: &mut Held, i: u64, now: u64) -> bool {
 
 fn release_oldest(s: &mut Scheduler, held: &mut Held, now: u64) {
     if let Some((tenant, id)) = held.queue.pop_front() {
-        let _ = s.apply(Command::Release { tenant_id: format!("tenant-{tenant}"), request: id }, now);
+        let _ = s.apply(
+            Command::Release {
+                tenant_id: format!("tenant-{tenant}"),
+                request: id,
+            },
+            now,
+        );
     }
 }
 
 fn one_shot() {
-    let total: u64 = std::env::var("SCHED_BENCH_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let total: u64 = std::env::var("SCHED_BENCH_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     let rss0 = rss_kib();
     let t0 = Instant::now();
     let mut s = fleet();
     let setup = t0.elapsed();
     // The harness's own buffers are touched before measuring, so the RSS deltas are the scheduler's.
-    let mut held = Held { queue: VecDeque::with_capacity(WINDOW + 1) };
-    held.queue.extend((0..=WINDOW as u64).map(|i| (0, RequestId(i))));
+    let mut held = Held {
+        queue: VecDeque::with_capacity(WINDOW + 1),
+    };
+    held.queue
+        .extend((0..=WINDOW as u64).map(|i| (0, RequestId(i))));
     held.queue.clear();
     let mut lat: Vec<u32> = vec![0; total as usize];
     lat.clear();
@@ -110,7 +160,7 @@ fn one_shot() {
         let t = Instant::now();
         placed += u64::from(step(&mut s, &mut held, i, now));
         lat.push(t.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32);
-        if i % 4096 == 0 {
+        if i.is_multiple_of(4096) {
             s.take_events();
         }
         if i + 1 == WINDOW as u64 {
@@ -123,12 +173,28 @@ fn one_shot() {
     lat.sort_unstable();
     let pct = |p: f64| lat[((p * lat.len() as f64) as usize).min(lat.len() - 1)] as f64 / 1000.0;
     let decide: f64 = lat.iter().map(|&n| f64::from(n)).sum::<f64>() / 1e9;
-    println!("scheduler one-shot: {NODES} nodes (8 GPUs each), {total} schedule requests, {TENANTS} tenants, window {WINDOW} held, {CANDIDATES} candidates scored");
+    println!(
+        "scheduler one-shot: {NODES} nodes (8 GPUs each), {total} schedule requests, {TENANTS} tenants, window {WINDOW} held, {CANDIDATES} candidates scored"
+    );
     println!("  fleet setup: {:.2} s", setup.as_secs_f64());
-    println!("  placed: {placed} of {total}; requests held at end: {held_now}; invariants: {invariants:?}");
-    println!("  schedule decisions/s (schedule time only): {:.0}", total as f64 / decide);
-    println!("  commands/s incl. releases (wall): {:.0}", (total as f64 + (total as f64 - WINDOW as f64).max(0.0)) / wall);
-    println!("  decision latency: p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us", pct(0.50), pct(0.99), pct(0.999), pct(1.0));
+    println!(
+        "  placed: {placed} of {total}; requests held at end: {held_now}; invariants: {invariants:?}"
+    );
+    println!(
+        "  schedule decisions/s (schedule time only): {:.0}",
+        total as f64 / decide
+    );
+    println!(
+        "  commands/s incl. releases (wall): {:.0}",
+        (total as f64 + (total as f64 - WINDOW as f64).max(0.0)) / wall
+    );
+    println!(
+        "  decision latency: p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us",
+        pct(0.50),
+        pct(0.99),
+        pct(0.999),
+        pct(1.0)
+    );
     println!(
         "  memory: RSS {} MiB base, +{} KiB for nodes ({:.0} B/node), +{} KiB for {WINDOW} held requests ({:.0} B/request); peak RSS {} MiB",
         rss0 / 1024,
@@ -142,20 +208,23 @@ fn one_shot() {
 
 fn bench(c: &mut Criterion) {
     let mut s = fleet();
-    let mut held = Held { queue: VecDeque::new() };
+    let mut held = Held {
+        queue: VecDeque::new(),
+    };
     for i in 0..WINDOW as u64 {
         step(&mut s, &mut held, i, 0);
     }
     s.take_events();
     let mut i = WINDOW as u64;
     let mut g = c.benchmark_group("scheduler_10k_nodes");
-    g.sample_size(20).measurement_time(std::time::Duration::from_secs(3));
+    g.sample_size(20)
+        .measurement_time(std::time::Duration::from_secs(3));
     g.bench_function("schedule_then_release_oldest", |b| {
         b.iter(|| {
             release_oldest(&mut s, &mut held, 1);
             black_box(step(&mut s, &mut held, i, 1));
             i += 1;
-            if i % 4096 == 0 {
+            if i.is_multiple_of(4096) {
                 s.take_events();
             }
         })

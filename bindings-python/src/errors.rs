@@ -36,6 +36,12 @@ create_exception!(
 );
 create_exception!(
     _native,
+    FabricError,
+    AtomError,
+    "The scheduler refused a command (unknown node or request, invalid transition, policy)."
+);
+create_exception!(
+    _native,
     AuditError,
     AtomError,
     "The audit log refused an entry or found damage."
@@ -65,6 +71,8 @@ pub enum BindError {
     Policy(atom_policy::Error),
     /// From atom-quantum.
     Quantum(atom_quantum::Error),
+    /// From atom-fabric.
+    Fabric(atom_fabric::FabricError),
     /// A bad argument.
     Value(String),
     /// File access.
@@ -119,6 +127,7 @@ impl From<BindError> for PyErr {
                     _ => QuantumError::new_err(msg),
                 }
             }
+            BindError::Fabric(err) => FabricError::new_err(err.to_string()),
             BindError::Value(msg) => pyo3::exceptions::PyValueError::new_err(msg),
             BindError::Io(err) => pyo3::exceptions::PyOSError::new_err(err.to_string()),
         }
@@ -137,6 +146,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ManifestError", py.get_type::<ManifestError>())?;
     m.add("AuditError", py.get_type::<AuditError>())?;
     m.add("QuantumError", py.get_type::<QuantumError>())?;
+    m.add("FabricError", py.get_type::<FabricError>())?;
     m.add("QasmError", py.get_type::<QasmError>())?;
     m.add("MemoryLimitError", py.get_type::<MemoryLimitError>())?;
     Ok(())

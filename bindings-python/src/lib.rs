@@ -7,6 +7,7 @@
 
 mod audit;
 mod errors;
+mod fabric;
 mod policy;
 mod quantum;
 
@@ -19,6 +20,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     policy::register(m)?;
     audit::register(m)?;
+    fabric::register(m)?;
     quantum::register(m)?;
     Ok(())
 }

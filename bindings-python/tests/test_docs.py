@@ -6,6 +6,7 @@ import pytest
 
 import atom_fabric
 import atom_fabric.errors
+import atom_fabric.fabric
 import atom_fabric.policy
 import atom_fabric.policy.merkle
 import atom_fabric.qiskit
@@ -14,7 +15,7 @@ import atom_fabric.quantum
 
 @pytest.mark.parametrize(
     "module",
-    [atom_fabric, atom_fabric.errors, atom_fabric.policy, atom_fabric.policy.merkle, atom_fabric.quantum, atom_fabric.qiskit],
+    [atom_fabric, atom_fabric.errors, atom_fabric.fabric, atom_fabric.policy, atom_fabric.policy.merkle, atom_fabric.quantum, atom_fabric.qiskit],
     ids=lambda m: m.__name__,
 )
 def test_docstring_examples(module):

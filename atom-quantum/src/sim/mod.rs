@@ -321,7 +321,10 @@ impl Simulator {
         let nops = steps.len();
         let mut passes = 0;
         if !dynamic {
-            reset_state(&mut state);
+            // The buffer is freshly zeroed: only |0...0> needs its amplitude.
+            if let Some(a) = state.first_mut() {
+                *a = Complex::new(T::one(), T::zero());
+            }
             let ops: Vec<OpT<T>> = steps
                 .into_iter()
                 .filter_map(|s| match s {

@@ -25,7 +25,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from qiskit import QuantumCircuit, qasm2, transpile
@@ -154,7 +154,7 @@ class AtomEstimatorV2(BaseEstimatorV2):
             key = id(circ)
             if key not in states:
                 states[key] = quantum.simulate(to_atom_circuit(circ))
-            obs = bc_obs[index]
+            obs = cast("Mapping[str, complex]", bc_obs[index])
             terms = [(float(np.real(coeff)), label) for label, coeff in obs.items()]
             value = states[key].expectation(terms)
             if pub.precision != 0:
