@@ -17,12 +17,17 @@ fn main() {
     );
     let model = ServiceModel::default();
     println!("service model: {model:?}");
-    println!("| trace | policy | requests | SLO attainment | replica-seconds | peak replicas | TTFT p99 (s) |");
+    println!(
+        "| trace | policy | requests | SLO attainment | replica-seconds | peak replicas | TTFT p99 (s) |"
+    );
     println!("|---|---|---|---|---|---|---|");
     for name in ["conv", "code"] {
         let path = dir.join(format!("AzureLLMInferenceTrace_{name}.csv"));
         let Ok(text) = std::fs::read_to_string(&path) else {
-            println!("| {name} | trace not found at {} | | | | | |", path.display());
+            println!(
+                "| {name} | trace not found at {} | | | | | |",
+                path.display()
+            );
             continue;
         };
         let arrivals = match parse_azure_csv(&text) {
@@ -36,7 +41,12 @@ fn main() {
             let r = replay(&arrivals, &model, p.as_mut(), 1);
             println!(
                 "| {name} | {} | {} | {:.4} | {:.0} | {} | {:.2} |",
-                r.policy, r.requests, r.slo_attainment, r.replica_seconds, r.peak_replicas, r.ttft_p99_s
+                r.policy,
+                r.requests,
+                r.slo_attainment,
+                r.replica_seconds,
+                r.peak_replicas,
+                r.ttft_p99_s
             );
         }
     }

@@ -40,19 +40,29 @@ fn main() {
     let bytes = per_file * files;
     let gb = bytes as f64 / 1e9;
     // Warm the page cache so both sides read from memory.
-    let _ = Command::new("cat").args(&paths).stdout(std::process::Stdio::null()).status();
+    let _ = Command::new("cat")
+        .args(&paths)
+        .stdout(std::process::Stdio::null())
+        .status();
 
     let t = Instant::now();
     let m = ModelManifest::hash_dir(dir.path(), &HashOptions::default()).expect("hash");
     let ours = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    let out = Command::new("sha256sum").args(&paths).output().expect("sha256sum");
+    let out = Command::new("sha256sum")
+        .args(&paths)
+        .output()
+        .expect("sha256sum");
     let serial = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let par = Command::new("sh")
         .arg("-c")
-        .arg(format!("ls {}/*.bin | xargs -P {} -n 1 sha256sum >/dev/null", dir.path().display(), rayon_threads()))
+        .arg(format!(
+            "ls {}/*.bin | xargs -P {} -n 1 sha256sum >/dev/null",
+            dir.path().display(),
+            rayon_threads()
+        ))
         .status()
         .expect("xargs sha256sum");
     let parallel = t.elapsed().as_secs_f64();
@@ -61,13 +71,38 @@ fn main() {
     // Same digests as the peer.
     let theirs = String::from_utf8_lossy(&out.stdout);
     for f in &m.files {
-        assert!(theirs.contains(&f.digest), "digest of {} differs from sha256sum", f.name);
+        assert!(
+            theirs.contains(&f.digest),
+            "digest of {} differs from sha256sum",
+            f.name
+        );
     }
-    println!("manifest hashing of {} files, {:.2} GB ({} threads)", files, gb, rayon_threads());
-    println!("  atom manifest hasher      {:.3} s  {:.2} GB/s", ours, gb / ours);
-    println!("  sha256sum (one process)   {:.3} s  {:.2} GB/s", serial, gb / serial);
-    println!("  sha256sum (xargs -P)      {:.3} s  {:.2} GB/s", parallel, gb / parallel);
-    println!("  ratio atom / sha256sum: {:.2}x (serial), {:.2}x (parallel) throughput", serial / ours, parallel / ours);
+    println!(
+        "manifest hashing of {} files, {:.2} GB ({} threads)",
+        files,
+        gb,
+        rayon_threads()
+    );
+    println!(
+        "  atom manifest hasher      {:.3} s  {:.2} GB/s",
+        ours,
+        gb / ours
+    );
+    println!(
+        "  sha256sum (one process)   {:.3} s  {:.2} GB/s",
+        serial,
+        gb / serial
+    );
+    println!(
+        "  sha256sum (xargs -P)      {:.3} s  {:.2} GB/s",
+        parallel,
+        gb / parallel
+    );
+    println!(
+        "  ratio atom / sha256sum: {:.2}x (serial), {:.2}x (parallel) throughput",
+        serial / ours,
+        parallel / ours
+    );
 }
 
 fn rayon_threads() -> usize {

@@ -6,7 +6,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use std::path::PathBuf;
 
 fn model(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../atom-fabric/tests/data/onnx").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../atom-fabric/tests/data/onnx")
+        .join(name)
 }
 
 fn load(c: &mut Criterion) {
@@ -17,7 +19,9 @@ fn load(c: &mut Criterion) {
             b.iter(|| registry.load_model("onnx", &path).expect("load"))
         });
     }
-    let mlp = registry.load_model("onnx", &model("mlp.onnx")).expect("load");
+    let mlp = registry
+        .load_model("onnx", &model("mlp.onnx"))
+        .expect("load");
     let input = Tensor::new(vec![32, 4], vec![0.25; 128]).expect("tensor");
     c.bench_function("onnx/infer/mlp.onnx batch 32", |b| {
         b.iter(|| mlp.model.run(std::slice::from_ref(&input)).expect("run"))

@@ -13,7 +13,9 @@ fn single(c: &mut Criterion) {
     for alg in Algorithm::ALL {
         let key = SecretComponent::generate(alg);
         let sig = key.sign(&msg).expect("sign");
-        c.bench_function(&format!("{alg}/sign"), |b| b.iter(|| key.sign(black_box(&msg))));
+        c.bench_function(&format!("{alg}/sign"), |b| {
+            b.iter(|| key.sign(black_box(&msg)))
+        });
         c.bench_function(&format!("{alg}/verify"), |b| {
             b.iter(|| assert!(key.public().verify(black_box(&msg), black_box(&sig))))
         });
@@ -33,7 +35,10 @@ fn hybrid(c: &mut Criterion) {
         b.iter(|| Envelope::sign(JOB_PAYLOAD_TYPE, black_box(&payload), &key, mode))
     });
     c.bench_function("hybrid-ecdsa-p256+ml-dsa-65/dsse-verify", |b| {
-        b.iter(|| env.verify(&ring, mode, 0, JOB_PAYLOAD_TYPE).expect("verify"))
+        b.iter(|| {
+            env.verify(&ring, mode, 0, JOB_PAYLOAD_TYPE)
+                .expect("verify")
+        })
     });
 }
 

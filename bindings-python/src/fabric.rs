@@ -6,7 +6,9 @@
 use crate::errors::BindError;
 use atom_fabric::metrics::{Metrics, SloBudget};
 use atom_fabric::store::SystemClock;
-use atom_fabric::{Command, DirStore, Fabric as CoreFabric, MemoryStore, RequestId, SchedulerConfig};
+use atom_fabric::{
+    Command, DirStore, Fabric as CoreFabric, MemoryStore, RequestId, SchedulerConfig,
+};
 use pyo3::prelude::*;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -53,7 +55,10 @@ fn to_json(py: Python<'_>, obj: &Bound<'_, PyAny>) -> Result<String, BindError> 
         .map_err(|e| BindError::Value(format!("not JSON-serialisable: {e}")))
 }
 
-fn from_json<'py>(py: Python<'py>, value: &impl serde::Serialize) -> Result<Bound<'py, PyAny>, BindError> {
+fn from_json<'py>(
+    py: Python<'py>,
+    value: &impl serde::Serialize,
+) -> Result<Bound<'py, PyAny>, BindError> {
     let text = serde_json::to_string(value).map_err(|e| BindError::Value(e.to_string()))?;
     py.import("json")
         .and_then(|m| m.call_method1("loads", (text,)))
@@ -87,7 +92,10 @@ impl Fabric {
         out
     }
 
-    fn read<T>(&self, f: impl FnOnce(&atom_fabric::Scheduler, &Metrics) -> T) -> Result<T, BindError> {
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&atom_fabric::Scheduler, &Metrics) -> T,
+    ) -> Result<T, BindError> {
         let g = self
             .inner
             .lock()
@@ -105,11 +113,16 @@ impl Fabric {
         let config = SchedulerConfig::default();
         let inner = match data_dir {
             None => Inner::Memory(
-                CoreFabric::open(config, MemoryStore::default(), Box::new(SystemClock)).map_err(fabric_err)?,
+                CoreFabric::open(config, MemoryStore::default(), Box::new(SystemClock))
+                    .map_err(fabric_err)?,
             ),
             Some(dir) => Inner::Dir(
-                CoreFabric::open(config, DirStore::open(&dir).map_err(fabric_err)?, Box::new(SystemClock))
-                    .map_err(fabric_err)?,
+                CoreFabric::open(
+                    config,
+                    DirStore::open(&dir).map_err(fabric_err)?,
+                    Box::new(SystemClock),
+                )
+                .map_err(fabric_err)?,
             ),
         };
         let mut metrics = Metrics::new();
@@ -120,40 +133,68 @@ impl Fabric {
     }
 
     /// Runs any scheduler command given as a dict (`{"op": "schedule", "request": {...}}`).
-    fn execute<'py>(&self, py: Python<'py>, command: &Bound<'py, PyAny>) -> Result<Bound<'py, PyAny>, BindError> {
+    fn execute<'py>(
+        &self,
+        py: Python<'py>,
+        command: &Bound<'py, PyAny>,
+    ) -> Result<Bound<'py, PyAny>, BindError> {
         let c: Command = parse("command", &to_json(py, command)?)?;
         let out = py.detach(|| self.run(c))?;
         from_json(py, &out)
     }
 
     /// Registers (or updates) a node: `{"id", "cpu_milli", "memory_mib", "gpus": [{"model", "memory_mib"}], "labels", ...}`.
-    fn register_node<'py>(&self, py: Python<'py>, node: &Bound<'py, PyAny>) -> Result<Bound<'py, PyAny>, BindError> {
+    fn register_node<'py>(
+        &self,
+        py: Python<'py>,
+        node: &Bound<'py, PyAny>,
+    ) -> Result<Bound<'py, PyAny>, BindError> {
         let spec = parse("node", &to_json(py, node)?)?;
         let out = self.run(Command::RegisterNode { spec })?;
         from_json(py, &out)
     }
 
     /// Places a request or queues it: `{"tenant_id", "model_id", "model_version", "resources": {"gpu", "gpu_milli", "cpu", "mem"}, ...}`.
-    fn schedule<'py>(&self, py: Python<'py>, request: &Bound<'py, PyAny>) -> Result<Bound<'py, PyAny>, BindError> {
+    fn schedule<'py>(
+        &self,
+        py: Python<'py>,
+        request: &Bound<'py, PyAny>,
+    ) -> Result<Bound<'py, PyAny>, BindError> {
         let request = parse("request", &to_json(py, request)?)?;
         let out = py.detach(|| self.run(Command::Schedule { request }))?;
         from_json(py, &out)
     }
 
     /// The status of one of `tenant_id`'s requests (another tenant's id is not found).
-    fn status<'py>(&self, py: Python<'py>, tenant_id: &str, request_id: u64) -> Result<Bound<'py, PyAny>, BindError> {
-        let st = self.read(|s, _| s.status(tenant_id, RequestId(request_id)))?.map_err(fabric_err)?;
+    fn status<'py>(
+        &self,
+        py: Python<'py>,
+        tenant_id: &str,
+        request_id: u64,
+    ) -> Result<Bound<'py, PyAny>, BindError> {
+        let st = self
+            .read(|s, _| s.status(tenant_id, RequestId(request_id)))?
+            .map_err(fabric_err)?;
         from_json(py, &st)
     }
 
     /// Every request of `tenant_id`.
-    fn requests<'py>(&self, py: Python<'py>, tenant_id: &str) -> Result<Bound<'py, PyAny>, BindError> {
+    fn requests<'py>(
+        &self,
+        py: Python<'py>,
+        tenant_id: &str,
+    ) -> Result<Bound<'py, PyAny>, BindError> {
         let list = self.read(|s, _| s.requests_of(tenant_id))?;
         from_json(py, &list)
     }
 
     /// Releases a request (frees its capacity, or cancels it while queued).
-    fn release<'py>(&self, py: Python<'py>, tenant_id: &str, request_id: u64) -> Result<Bound<'py, PyAny>, BindError> {
+    fn release<'py>(
+        &self,
+        py: Python<'py>,
+        tenant_id: &str,
+        request_id: u64,
+    ) -> Result<Bound<'py, PyAny>, BindError> {
         let out = self.run(Command::Release {
             tenant_id: tenant_id.to_owned(),
             request: RequestId(request_id),
@@ -162,7 +203,12 @@ impl Fabric {
     }
 
     /// Sets a tenant's quota (`{"gpu": 4, ...}` in the scheduler's quota format).
-    fn set_quota<'py>(&self, py: Python<'py>, tenant_id: &str, quota: &Bound<'py, PyAny>) -> Result<Bound<'py, PyAny>, BindError> {
+    fn set_quota<'py>(
+        &self,
+        py: Python<'py>,
+        tenant_id: &str,
+        quota: &Bound<'py, PyAny>,
+    ) -> Result<Bound<'py, PyAny>, BindError> {
         let quota = parse("quota", &to_json(py, quota)?)?;
         let out = self.run(Command::SetQuota {
             tenant_id: tenant_id.to_owned(),
@@ -177,7 +223,12 @@ impl Fabric {
     }
 
     /// The SLO check of a tenant/model with the default budget (p95 1 s, placement wait 5 s, 99 %).
-    fn slo<'py>(&self, py: Python<'py>, tenant_id: &str, model_id: &str) -> Result<Bound<'py, PyAny>, BindError> {
+    fn slo<'py>(
+        &self,
+        py: Python<'py>,
+        tenant_id: &str,
+        model_id: &str,
+    ) -> Result<Bound<'py, PyAny>, BindError> {
         let report = self.read(|_, m| m.slo(tenant_id, model_id, &SloBudget::default()))?;
         from_json(py, &report)
     }

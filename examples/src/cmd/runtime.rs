@@ -28,13 +28,21 @@ fn tensor(v: &serde_json::Value) -> Result<Tensor, CliError> {
         .as_array()
         .ok_or_else(|| CliError::input("input needs a \"shape\" array"))?
         .iter()
-        .map(|d| d.as_u64().map(|d| d as usize).ok_or_else(|| CliError::input("shape entries must be non-negative integers")))
+        .map(|d| {
+            d.as_u64()
+                .map(|d| d as usize)
+                .ok_or_else(|| CliError::input("shape entries must be non-negative integers"))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let data = v["data"]
         .as_array()
         .ok_or_else(|| CliError::input("input needs a \"data\" array"))?
         .iter()
-        .map(|x| x.as_f64().map(|x| x as f32).ok_or_else(|| CliError::input("data entries must be numbers")))
+        .map(|x| {
+            x.as_f64()
+                .map(|x| x as f32)
+                .ok_or_else(|| CliError::input("data entries must be numbers"))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Tensor::new(shape, data).map_err(|e| CliError::input(e.to_string()))
 }
@@ -44,19 +52,31 @@ pub fn run(cmd: RuntimeCommand) -> Result<(), CliError> {
     let registry = RuntimeRegistry::with_builtins();
     match cmd {
         RuntimeCommand::Detect => {
-            let json = serde_json::to_string_pretty(&registry.detect()).map_err(|e| CliError::failed(e.to_string()))?;
+            let json = serde_json::to_string_pretty(&registry.detect())
+                .map_err(|e| CliError::failed(e.to_string()))?;
             println!("{json}");
             Ok(())
         }
-        RuntimeCommand::Run { framework, model, input } => {
-            let parsed: serde_json::Value =
-                serde_json::from_str(&input).map_err(|e| CliError::input(format!("--input is not JSON: {e}")))?;
+        RuntimeCommand::Run {
+            framework,
+            model,
+            input,
+        } => {
+            let parsed: serde_json::Value = serde_json::from_str(&input)
+                .map_err(|e| CliError::input(format!("--input is not JSON: {e}")))?;
             let inputs = match &parsed {
-                serde_json::Value::Array(items) => items.iter().map(tensor).collect::<Result<Vec<_>, _>>()?,
+                serde_json::Value::Array(items) => {
+                    items.iter().map(tensor).collect::<Result<Vec<_>, _>>()?
+                }
                 one => vec![tensor(one)?],
             };
-            let loaded = registry.load_model(&framework, &model).map_err(|e| CliError::failed(e.to_string()))?;
-            let outputs = loaded.model.run(&inputs).map_err(|e| CliError::failed(e.to_string()))?;
+            let loaded = registry
+                .load_model(&framework, &model)
+                .map_err(|e| CliError::failed(e.to_string()))?;
+            let outputs = loaded
+                .model
+                .run(&inputs)
+                .map_err(|e| CliError::failed(e.to_string()))?;
             let out = serde_json::json!({
                 "framework": loaded.framework,
                 "mock": loaded.is_mock(),

@@ -294,13 +294,13 @@ pub fn verify(args: VerifyArgs) -> Result<(), CliError> {
     let text = String::from_utf8(sig).map_err(|_| CliError::input("envelope is not UTF-8"))?;
     let env = Envelope::from_json(&text)?;
     let (payload, verified) = env.verify(&ring, mode, now(), &args.payload_type)?;
-    if let Some(file) = &args.file {
-        if read(file)? != payload {
-            return Err(CliError::failed(format!(
-                "the envelope is valid but its payload is not the content of {}",
-                file.display()
-            )));
-        }
+    if let Some(file) = &args.file
+        && read(file)? != payload
+    {
+        return Err(CliError::failed(format!(
+            "the envelope is valid but its payload is not the content of {}",
+            file.display()
+        )));
     }
     println!(
         "OK: {} signature(s) verified under PQC_MODE={} by {}",
