@@ -382,12 +382,12 @@ impl ModelStore {
             version: version.to_owned(),
             source: Box::new(source),
         };
-        let text = String::from_utf8(manifest_bytes.clone()).map_err(|_| {
+        let text = std::str::from_utf8(&manifest_bytes).map_err(|_| {
             refused(atom_policy::Error::KeyFormat(
                 "manifest is not UTF-8".into(),
             ))
         })?;
-        let bundle = SignedBundle::from_json(&text).map_err(refused)?;
+        let bundle = SignedBundle::from_json(text).map_err(refused)?;
         let (manifest, key_ids) = bundle
             .verify_signature(&self.ring, self.mode, now)
             .map_err(refused)?;
