@@ -15,8 +15,12 @@ demo:
 	$(CARGO) build --release -p atom-examples --bin atom
 	./target/release/atom demo
 
-## test: formatting, lints, Rust tests, then the Python interop tests.
-test: lint test-rust test-python
+# Suites with their own setup (C++, PostgreSQL) live in mk/*.mk and add themselves to EXTRA_TESTS.
+EXTRA_TESTS :=
+-include $(sort $(wildcard mk/*.mk))
+
+## test: formatting, lints, Rust tests, the Python tests, then the suites of mk/*.mk.
+test: lint test-rust test-python $(EXTRA_TESTS)
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -41,12 +45,15 @@ python-dev: venv
 
 test-python: venv python-dev
 	$(CARGO) build -p atom-examples --bin atom
-	ATOM_BIN=$(ATOM_BIN) $(VPY) -m pytest -q tests/interop bindings-python/tests
+	ATOM_BIN=$(ATOM_BIN) $(VPY) -m pytest -q tests/interop tests/infra bindings-python/tests
+	# The documents name these files test_H.2_end2end.py: importable only in importlib mode.
+	ATOM_BIN=$(ATOM_BIN) $(VPY) -m pytest -q --import-mode=importlib tests/integration
 	cd bindings-python && ../$(VPY) -m mypy.stubtest atom_fabric --allowlist stubtest-allowlist.txt --mypy-config-file mypy.ini
 
 ## bench: criterion benches (short) and the side-by-side scripts.
 bench:
 	$(CARGO) bench -p atom-benches
+	$(PYTHON) benches/http/side_by_side.py --seconds 10 --connections 64
 
 fmt:
 	$(CARGO) fmt --all

@@ -84,6 +84,26 @@ pub enum FabricError {
     /// A runtime failed to load or run a model.
     #[error("runtime: {0}")]
     Runtime(#[from] crate::runtime::RuntimeError),
+    /// A chaos plan is invalid (the field, e.g. `faults[2].duration`, and why).
+    #[error("chaos plan: {field}: {detail}")]
+    ChaosPlan {
+        /// The field (or YAML location) at fault.
+        field: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The PostgreSQL state store failed (what was being done, why, and the driver's error).
+    #[cfg(feature = "postgres")]
+    #[error("postgres: {op}: {detail}")]
+    Postgres {
+        /// What was being done.
+        op: String,
+        /// Why it failed.
+        detail: String,
+        /// The driver's error, when there is one.
+        #[source]
+        source: Option<postgres::Error>,
+    },
 }
 
 /// Shorthand for results of this crate.

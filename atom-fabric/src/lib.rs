@@ -8,12 +8,16 @@
 
 pub mod agent;
 pub mod autoscale;
+pub mod chaos;
 pub mod cluster;
 pub mod error;
 pub mod event;
+pub mod hybrid;
 pub mod metrics;
 pub mod model;
 pub mod model_store;
+#[cfg(feature = "postgres")]
+pub mod pg;
 pub mod quota;
 pub mod runtime;
 pub mod scheduler;

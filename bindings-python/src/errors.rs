@@ -65,6 +65,13 @@ create_exception!(
     "A statevector would not fit in the memory limit."
 );
 
+create_exception!(
+    _native,
+    HybridError,
+    AtomError,
+    "A hybrid job was refused (invalid field, tenant, queue full) or could not be found."
+);
+
 /// A core error on its way to Python (the orphan rule forbids `From<core::Error> for PyErr` here).
 pub enum BindError {
     /// From atom-policy.
@@ -73,6 +80,8 @@ pub enum BindError {
     Quantum(atom_quantum::Error),
     /// From atom-fabric.
     Fabric(atom_fabric::FabricError),
+    /// From the hybrid coordinator.
+    Hybrid(atom_fabric::hybrid::HybridError),
     /// A bad argument.
     Value(String),
     /// File access.
@@ -128,6 +137,17 @@ impl From<BindError> for PyErr {
                 }
             }
             BindError::Fabric(err) => FabricError::new_err(err.to_string()),
+            BindError::Hybrid(err) => {
+                use atom_fabric::hybrid::HybridError as H;
+                let msg = err.to_string();
+                match err {
+                    H::Unsigned | H::Manifest(_) | H::ManifestMismatch(_) => {
+                        VerificationError::new_err(msg)
+                    }
+                    H::Audit(_) => AuditError::new_err(msg),
+                    _ => HybridError::new_err(msg),
+                }
+            }
             BindError::Value(msg) => pyo3::exceptions::PyValueError::new_err(msg),
             BindError::Io(err) => pyo3::exceptions::PyOSError::new_err(err.to_string()),
         }
@@ -149,5 +169,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FabricError", py.get_type::<FabricError>())?;
     m.add("QasmError", py.get_type::<QasmError>())?;
     m.add("MemoryLimitError", py.get_type::<MemoryLimitError>())?;
+    m.add("HybridError", py.get_type::<HybridError>())?;
     Ok(())
 }

@@ -45,7 +45,7 @@ fn fabric_err(e: atom_fabric::FabricError) -> BindError {
     BindError::Fabric(e)
 }
 
-fn to_json(py: Python<'_>, obj: &Bound<'_, PyAny>) -> Result<String, BindError> {
+pub(crate) fn to_json(py: Python<'_>, obj: &Bound<'_, PyAny>) -> Result<String, BindError> {
     if let Ok(s) = obj.extract::<String>() {
         return Ok(s);
     }
@@ -55,7 +55,7 @@ fn to_json(py: Python<'_>, obj: &Bound<'_, PyAny>) -> Result<String, BindError> 
         .map_err(|e| BindError::Value(format!("not JSON-serialisable: {e}")))
 }
 
-fn from_json<'py>(
+pub(crate) fn from_json<'py>(
     py: Python<'py>,
     value: &impl serde::Serialize,
 ) -> Result<Bound<'py, PyAny>, BindError> {
@@ -65,7 +65,10 @@ fn from_json<'py>(
         .map_err(|e| BindError::Value(e.to_string()))
 }
 
-fn parse<T: serde::de::DeserializeOwned>(what: &str, json: &str) -> Result<T, BindError> {
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(
+    what: &str,
+    json: &str,
+) -> Result<T, BindError> {
     serde_json::from_str(json).map_err(|e| BindError::Value(format!("invalid {what}: {e}")))
 }
 

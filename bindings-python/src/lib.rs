@@ -8,6 +8,7 @@
 mod audit;
 mod errors;
 mod fabric;
+mod hybrid;
 mod policy;
 mod quantum;
 
@@ -21,6 +22,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     policy::register(m)?;
     audit::register(m)?;
     fabric::register(m)?;
+    hybrid::register(m)?;
     quantum::register(m)?;
     Ok(())
 }

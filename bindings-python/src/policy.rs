@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use std::path::PathBuf;
 
-fn mode(pqc_mode: &str, simulation: bool) -> BindResult<Mode> {
+pub(crate) fn mode(pqc_mode: &str, simulation: bool) -> BindResult<Mode> {
     let m = Mode::new(PqcMode::parse(pqc_mode)?, simulation);
     m.check()?;
     Ok(m)
@@ -26,7 +26,7 @@ fn now() -> u64 {
 
 /// A signing key (secret material never appears in `repr`).
 #[pyclass(module = "atom_fabric._native", frozen)]
-pub struct SigningKey(atom_policy::keys::SigningKey);
+pub struct SigningKey(pub(crate) atom_policy::keys::SigningKey);
 
 #[pymethods]
 impl SigningKey {
@@ -96,7 +96,7 @@ impl SigningKey {
 /// A public key.
 #[pyclass(module = "atom_fabric._native", frozen)]
 #[derive(Clone)]
-pub struct VerifyingKey(CoreVerifyingKey);
+pub struct VerifyingKey(pub(crate) CoreVerifyingKey);
 
 #[pymethods]
 impl VerifyingKey {

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod cmd;
+mod serve;
 
 /// atom-fabric: place and run neural and quantum inference work, signed and audited.
 #[derive(Debug, Parser)]
@@ -42,10 +43,24 @@ enum Command {
     /// Detect frameworks and run models through the runtime hooks.
     #[command(subcommand)]
     Runtime(cmd::runtime::RuntimeCommand),
-    /// Run the demo scenario.
-    Demo,
+    /// Run the demo: the hosts on loopback, two tenants, a signed hybrid job, an audit proof.
+    Demo {
+        /// Run the in-process trust-layer walk-through instead (keys, manifests, policies).
+        #[arg(long)]
+        trust_layer: bool,
+    },
+    /// The worked hybrid example: train a variational quantum classifier and run it as jobs.
+    Vqc(cmd::vqc::VqcArgs),
+    /// Write the phase snapshot (commit, precheck, policy matrix, signed audit checkpoint).
+    Snapshot(cmd::snapshot::SnapshotArgs),
+    /// Start the scheduler host (8600), the hybrid agent host (8700) and the node agent.
+    Serve(serve::ServeArgs),
     /// Replay a GPU-sharing cluster trace and compare placement scorers.
     Replay(cmd::replay::ReplayArgs),
+    /// Run a resilience simulation: a fault plan over virtual time, with a chaos report.
+    Chaos(cmd::chaos::ChaosArgs),
+    /// Apply the PostgreSQL schema migrations of the shared state store.
+    Migrate(cmd::migrate::MigrateArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,10 +73,16 @@ fn main() -> ExitCode {
         Command::Manifest(c) => cmd::trust::manifest(c),
         Command::Precheck(a) => cmd::precheck::run(a),
         Command::Audit(c) => cmd::audit::run(c),
-        Command::Demo => cmd::demo::run(),
+        Command::Demo { trust_layer: false } => cmd::demo_hosts::run(),
+        Command::Demo { trust_layer: true } => cmd::demo::run(),
+        Command::Serve(a) => serve::run(a),
+        Command::Snapshot(a) => cmd::snapshot::run(a),
+        Command::Vqc(a) => cmd::vqc::run(a),
         Command::Model(c) => cmd::model::run(c),
         Command::Runtime(c) => cmd::runtime::run(c),
         Command::Replay(a) => cmd::replay::run(a),
+        Command::Chaos(a) => cmd::chaos::run_cmd(a),
+        Command::Migrate(a) => cmd::migrate::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

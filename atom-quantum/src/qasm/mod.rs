@@ -27,6 +27,24 @@ impl Circuit {
         parser::parse(src)
     }
 
+    /// Parse OpenQASM 2.0 source whose top-level gate arguments may use the free parameters
+    /// `symbols` (bind them later with [`Circuit::bind`]). OpenQASM 2 has no parameter
+    /// declarations, so the caller names them.
+    ///
+    /// ```
+    /// use atom_quantum::Circuit;
+    /// let src = "OPENQASM 2.0; include \"qelib1.inc\"; qreg q[1]; ry(2*theta) q[0];";
+    /// assert!(Circuit::from_qasm(src).is_err());
+    /// let c = Circuit::from_qasm_with_parameters(src, &["theta"]).unwrap();
+    /// assert_eq!(c.parameters(), ["theta"]);
+    /// let bound = c.bind(&[("theta", 0.25)]);
+    /// assert!(bound.parameters().is_empty());
+    /// ```
+    pub fn from_qasm_with_parameters(src: &str, symbols: &[&str]) -> Result<Circuit> {
+        let symbols: Vec<String> = symbols.iter().map(|s| (*s).to_owned()).collect();
+        parser::parse_with(src, &symbols)
+    }
+
     /// Write the circuit as OpenQASM 2.0 (gates outside `qelib1.inc` get exact `gate` definitions).
     pub fn to_qasm(&self) -> Result<String> {
         export::export(self)

@@ -48,6 +48,8 @@ enum Known {
 }
 
 struct Parser {
+    /// Free parameters allowed in top-level gate arguments.
+    symbols: Vec<String>,
     toks: Vec<Token>,
     pos: usize,
     lib: bool,
@@ -59,8 +61,14 @@ struct Parser {
 
 /// Parse OpenQASM 2.0 source into a circuit.
 pub(crate) fn parse(src: &str) -> Result<Circuit> {
+    parse_with(src, &[])
+}
+
+/// Parses with `symbols` allowed as free parameters in top-level gate arguments.
+pub(crate) fn parse_with(src: &str, symbols: &[String]) -> Result<Circuit> {
     let toks = lex(src)?;
     let mut p = Parser {
+        symbols: symbols.to_vec(),
         toks,
         pos: 0,
         lib: false,
@@ -614,10 +622,60 @@ impl Parser {
                     }
                 };
                 let ps = if self.is_sym("(") {
-                    self.expr_list(&[])?
+                    let free = self.symbols.clone();
+                    self.expr_list(&free)?
                 } else {
                     vec![]
                 };
+                let mut syms = vec![];
+                for p in &ps {
+                    p.symbols(&mut syms);
+                }
+                if !syms.is_empty() {
+                    // Free parameters stay symbolic; only library gates take them (a custom
+                    // gate's body would have to be expanded symbolically).
+                    let Known::Lib(k) = known else {
+                        return self.err_at(&t, format!("free parameter `{}` is only allowed in library gate arguments, not in `{w}`", syms[0]));
+                    };
+                    if ps.len() != k.num_params() {
+                        return self.err_at(
+                            &t,
+                            format!(
+                                "gate `{w}` takes {} parameters, got {}",
+                                k.num_params(),
+                                ps.len()
+                            ),
+                        );
+                    }
+                    let args = self.arg_list(true)?;
+                    self.sym(";", "after the gate arguments")?;
+                    for qs in self.broadcast(&t, &args)? {
+                        if qs.len() != k.num_qubits() {
+                            return self.err_at(
+                                &t,
+                                format!(
+                                    "gate `{w}` takes {} qubits, got {}",
+                                    k.num_qubits(),
+                                    qs.len()
+                                ),
+                            );
+                        }
+                        let op = Operation::Gate {
+                            kind: k,
+                            params: ps.clone(),
+                        };
+                        self.push(
+                            Instruction {
+                                op,
+                                qubits: qs,
+                                clbits: vec![],
+                                condition: cond,
+                            },
+                            &t,
+                        )?;
+                    }
+                    return Ok(());
+                }
                 let mut values = Vec::with_capacity(ps.len());
                 for p in &ps {
                     values.push(

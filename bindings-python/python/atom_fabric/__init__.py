@@ -1,7 +1,8 @@
 """atom-fabric: place and run neural and quantum inference work, signed with post-quantum
 cryptography and proven in a verifiable audit log.
 
-Submodules: :mod:`atom_fabric.fabric` (the embedded scheduler), :mod:`atom_fabric.policy` (keys, signatures, manifests, the auditor's Merkle
+Submodules: :mod:`atom_fabric.fabric` (the embedded scheduler), :mod:`atom_fabric.hybrid` (hybrid
+jobs: coordinator, signed manifests, the worked VQC), :mod:`atom_fabric.policy` (keys, signatures, manifests, the auditor's Merkle
 functions, the audit log), :mod:`atom_fabric.quantum` (circuits and the statevector simulator),
 :mod:`atom_fabric.errors` (the exception hierarchy) and, with the ``qiskit`` extra,
 :mod:`atom_fabric.qiskit` (a Qiskit ``BackendV2`` and Primitives V2).
@@ -13,7 +14,7 @@ functions, the audit log), :mod:`atom_fabric.quantum` (circuits and the statevec
 [0.5, 0.0, 0.0, 0.5]
 """
 
-from atom_fabric import errors, fabric, policy, quantum
+from atom_fabric import errors, fabric, hybrid, policy, quantum
 from atom_fabric._native import __version__
 
-__all__ = ["errors", "fabric", "policy", "quantum", "__version__"]
+__all__ = ["errors", "fabric", "hybrid", "policy", "quantum", "__version__"]

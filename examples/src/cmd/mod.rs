@@ -1,13 +1,18 @@
 //! Command groups of the `atom` CLI.
 
 pub mod audit;
+pub mod chaos;
 pub mod demo;
+pub mod demo_hosts;
+pub mod migrate;
 pub mod model;
 pub mod precheck;
 pub mod qasm;
 pub mod replay;
 pub mod runtime;
+pub mod snapshot;
 pub mod trust;
+pub mod vqc;
 
 /// An error from any `atom` command: a message for the user and an exit code.
 #[derive(Debug, thiserror::Error)]

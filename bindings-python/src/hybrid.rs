@@ -1,0 +1,251 @@
+//! `atom_fabric.hybrid`: the hybrid job coordinator, embedded. Jobs, pipelines and statuses cross
+//! the boundary as dicts in the same JSON form the agent host accepts.
+
+use crate::errors::BindError;
+use crate::fabric::{from_json, parse, to_json};
+use crate::policy::{SigningKey, VerifyingKey, mode};
+use atom_fabric::hybrid::{
+    CatalogModel, Coordinator as CoreCoordinator, CoordinatorConfig, JobMode, JobStatement,
+    JobSubmission, Pipeline, QuantumTarget,
+};
+use atom_policy::keyring::{KeyRing, KeyStatus, TrustedKey};
+use pyo3::prelude::*;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn job_mode(s: &str) -> Result<JobMode, BindError> {
+    parse("mode", &format!("{s:?}"))
+}
+
+/// The hybrid job coordinator: verifies (P2, P5), queues per tenant, routes each stage (P6),
+/// fails over, and keeps per-stage results. Runs in-process; the local simulator is a target.
+#[pyclass(module = "atom_fabric._native", frozen)]
+pub struct Coordinator {
+    inner: Mutex<CoreCoordinator>,
+}
+
+impl Coordinator {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut CoreCoordinator) -> Result<T, BindError>,
+    ) -> Result<T, BindError> {
+        let mut g = self
+            .inner
+            .lock()
+            .map_err(|_| BindError::Value("coordinator lock poisoned".into()))?;
+        f(&mut g)
+    }
+}
+
+#[pymethods]
+impl Coordinator {
+    /// A coordinator. Outside simulation, jobs need a manifest signed by one of `trusted_keys`.
+    #[new]
+    #[pyo3(signature = (simulation=true, pqc_mode="hybrid", trusted_keys=None, quantum_memory_bytes=4_294_967_296u64, max_queue_per_tenant=1024))]
+    fn new(
+        simulation: bool,
+        pqc_mode: &str,
+        trusted_keys: Option<Vec<PyRef<'_, VerifyingKey>>>,
+        quantum_memory_bytes: u64,
+        max_queue_per_tenant: usize,
+    ) -> Result<Self, BindError> {
+        let m = mode(pqc_mode, simulation)?;
+        let mut ring = KeyRing::new();
+        for k in trusted_keys.unwrap_or_default() {
+            ring.add(TrustedKey {
+                key: k.0.clone(),
+                status: KeyStatus::Active,
+                not_before: 0,
+                not_after: None,
+                approved_by: None,
+            });
+        }
+        let mut c = CoreCoordinator::new(
+            CoordinatorConfig {
+                mode: m,
+                max_queue_per_tenant,
+                ..CoordinatorConfig::default()
+            },
+            ring,
+        );
+        c.router_mut()
+            .add_quantum(QuantumTarget::local(quantum_memory_bytes, 1.5e9));
+        c.router_mut()
+            .add_neural(atom_fabric::hybrid::NeuralTarget {
+                id: "local/cpu".into(),
+                node: "local".into(),
+                kind: atom_fabric::hybrid::EngineKind::Cpu,
+                slots: 1,
+                in_flight: 0,
+                down_until: None,
+            });
+        Ok(Self {
+            inner: Mutex::new(c),
+        })
+    }
+
+    /// Makes a model file loadable by neural stages under `name`.
+    #[pyo3(signature = (name, path, framework="onnx"))]
+    fn register_model(&self, name: &str, path: PathBuf, framework: &str) -> Result<(), BindError> {
+        if !path.exists() {
+            return Err(BindError::Value(format!(
+                "{}: no such file",
+                path.display()
+            )));
+        }
+        self.with(|c| {
+            c.register_model(
+                name,
+                CatalogModel {
+                    path,
+                    framework: framework.into(),
+                },
+            );
+            Ok(())
+        })
+    }
+
+    /// Registers a pipeline (`{"stages": [...], "inputs": {...}}`) for `mode`; with
+    /// `default=True`, payloads without stages use it.
+    #[pyo3(signature = (name, pipeline, mode, default=false))]
+    fn register_pipeline(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        pipeline: &Bound<'_, PyAny>,
+        mode: &str,
+        default: bool,
+    ) -> Result<(), BindError> {
+        let p: Pipeline = parse("pipeline", &to_json(py, pipeline)?)?;
+        let m = job_mode(mode)?;
+        self.with(|c| {
+            c.register_pipeline(name, p, m, default)
+                .map_err(BindError::Hybrid)
+        })
+    }
+
+    /// Verifies and queues `{"tenant", "mode", "payload", "manifest"?}`; returns the job id.
+    /// `tenant` is the caller's authenticated tenant (required outside simulation, P5).
+    #[pyo3(signature = (job, tenant=None))]
+    fn submit(
+        &self,
+        py: Python<'_>,
+        job: &Bound<'_, PyAny>,
+        tenant: Option<&str>,
+    ) -> Result<String, BindError> {
+        let j: JobSubmission = parse("job", &to_json(py, job)?)?;
+        py.detach(|| self.with(|c| c.submit(j, tenant, now_ms()).map_err(BindError::Hybrid)))
+    }
+
+    /// Runs every queued job (tenants round robin); returns how many ran. Releases the GIL.
+    fn run_all(&self, py: Python<'_>) -> Result<usize, BindError> {
+        py.detach(|| self.with(|c| Ok(c.run_all(now_ms()))))
+    }
+
+    /// A job's status: state, per-stage reports, outputs, audit indices.
+    #[pyo3(signature = (job_id, tenant=None))]
+    fn status<'py>(
+        &self,
+        py: Python<'py>,
+        job_id: &str,
+        tenant: Option<&str>,
+    ) -> Result<Bound<'py, PyAny>, BindError> {
+        let s = self.with(|c| {
+            match tenant {
+                Some(t) => c.status(t, job_id),
+                None => c.status_any(job_id),
+            }
+            .map_err(BindError::Hybrid)
+        })?;
+        from_json(py, &s)
+    }
+
+    /// The hybrid metrics in the Prometheus text format.
+    fn metrics_text(&self) -> Result<String, BindError> {
+        self.with(|c| {
+            let mut reg = prometheus_client::registry::Registry::default();
+            c.telemetry().register(&mut reg);
+            let mut text = String::new();
+            prometheus_client::encoding::text::encode(&mut text, &reg)
+                .map_err(|e| BindError::Value(e.to_string()))?;
+            Ok(text)
+        })
+    }
+}
+
+/// Signs a job: returns a copy of `job` with `manifest`, a DSSE envelope over its statement
+/// (tenant, mode, payload digest), signed with `key` under `pqc_mode`.
+#[pyfunction]
+#[pyo3(signature = (job, key, pqc_mode="hybrid"))]
+pub fn sign_job<'py>(
+    py: Python<'py>,
+    job: &Bound<'py, PyAny>,
+    key: PyRef<'_, SigningKey>,
+    pqc_mode: &str,
+) -> Result<Bound<'py, PyAny>, BindError> {
+    let mut j: JobSubmission = parse("job", &to_json(py, job)?)?;
+    let m = mode(pqc_mode, false)?;
+    let env = JobStatement::for_job(&j.tenant, j.mode, &j.payload)
+        .sign(&key.0, m)
+        .map_err(BindError::Hybrid)?;
+    j.manifest = Some(env);
+    from_json(py, &j)
+}
+
+/// The two-moons dataset (scikit-learn's `make_moons`), as `(points, labels)`.
+#[pyfunction]
+#[pyo3(signature = (n, noise=0.1, seed=0))]
+pub fn make_moons(n: usize, noise: f64, seed: u64) -> (Vec<[f64; 2]>, Vec<u8>) {
+    let d = atom_fabric::hybrid::vqc::make_moons(n, noise, seed);
+    (d.x, d.y)
+}
+
+/// Trains the worked variational quantum classifier and writes its encoder as ONNX to
+/// `encoder_path`; returns `(pipeline, losses)` where `pipeline` uses the catalog model
+/// `encoder_name`. Releases the GIL.
+#[pyfunction]
+#[pyo3(signature = (points, labels, encoder_path, encoder_name="vqc-encoder", epochs=40, seed=3))]
+#[allow(clippy::too_many_arguments)]
+pub fn train_vqc<'py>(
+    py: Python<'py>,
+    points: Vec<[f64; 2]>,
+    labels: Vec<u8>,
+    encoder_path: PathBuf,
+    encoder_name: &str,
+    epochs: usize,
+    seed: u64,
+) -> Result<(Bound<'py, PyAny>, Vec<f64>), BindError> {
+    if points.len() != labels.len() || points.is_empty() {
+        return Err(BindError::Value(format!(
+            "{} points and {} labels",
+            points.len(),
+            labels.len()
+        )));
+    }
+    if let Some(bad) = labels.iter().find(|&&y| y > 1) {
+        return Err(BindError::Value(format!(
+            "labels must be 0 or 1, got {bad}"
+        )));
+    }
+    let data = atom_fabric::hybrid::vqc::Dataset {
+        x: points,
+        y: labels,
+    };
+    let (model, losses) = py.detach(|| atom_fabric::hybrid::vqc::train(&data, epochs, seed))?;
+    std::fs::write(&encoder_path, model.encoder_onnx())?;
+    Ok((from_json(py, &model.pipeline(encoder_name))?, losses))
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Coordinator>()?;
+    m.add_function(wrap_pyfunction!(sign_job, m)?)?;
+    m.add_function(wrap_pyfunction!(make_moons, m)?)?;
+    m.add_function(wrap_pyfunction!(train_vqc, m)?)?;
+    Ok(())
+}
