@@ -106,14 +106,7 @@ fn vqc_classifies_held_out_moons_end_to_end_with_provable_audit() {
     c.router_mut()
         .add_quantum(QuantumTarget::local(1 << 30, 1e9));
     c.router_mut()
-        .add_neural(atom_fabric::hybrid::NeuralTarget {
-            id: "local/cpu".into(),
-            node: "local".into(),
-            kind: atom_fabric::hybrid::EngineKind::Cpu,
-            slots: 2,
-            in_flight: 0,
-            down_until: None,
-        });
+        .add_neural(atom_fabric::hybrid::NeuralTarget::in_process(2));
     c.register_model(
         "vqc-encoder",
         CatalogModel {

@@ -77,14 +77,7 @@ impl Coordinator {
         c.router_mut()
             .add_quantum(QuantumTarget::local(quantum_memory_bytes, 1.5e9));
         c.router_mut()
-            .add_neural(atom_fabric::hybrid::NeuralTarget {
-                id: "local/cpu".into(),
-                node: "local".into(),
-                kind: atom_fabric::hybrid::EngineKind::Cpu,
-                slots: 1,
-                in_flight: 0,
-                down_until: None,
-            });
+            .add_neural(atom_fabric::hybrid::NeuralTarget::in_process(1));
         Ok(Self {
             inner: Mutex::new(c),
         })

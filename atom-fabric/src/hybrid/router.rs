@@ -103,6 +103,20 @@ pub struct QuantumTarget {
     pub down_until: Option<(u64, String)>,
 }
 
+impl NeuralTarget {
+    /// The CPU of this process (`local/cpu`), for runs without a fleet.
+    pub fn in_process(slots: u32) -> Self {
+        Self {
+            id: "local/cpu".into(),
+            node: "local".into(),
+            kind: EngineKind::Cpu,
+            slots,
+            in_flight: 0,
+            down_until: None,
+        }
+    }
+}
+
 impl QuantumTarget {
     /// The local simulator with the given memory limit (bytes) and throughput estimate.
     pub fn local(memory_bytes: u64, amp_updates_per_s: f64) -> Self {

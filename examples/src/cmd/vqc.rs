@@ -70,14 +70,7 @@ pub fn run(a: VqcArgs) -> Result<(), CliError> {
     c.router_mut()
         .add_quantum(QuantumTarget::local(1 << 30, 1.5e9));
     c.router_mut()
-        .add_neural(atom_fabric::hybrid::NeuralTarget {
-            id: "local/cpu".into(),
-            node: "local".into(),
-            kind: atom_fabric::hybrid::EngineKind::Cpu,
-            slots: 1,
-            in_flight: 0,
-            down_until: None,
-        });
+        .add_neural(atom_fabric::hybrid::NeuralTarget::in_process(1));
     c.register_model(
         "vqc-encoder",
         CatalogModel {

@@ -386,14 +386,7 @@ impl App {
             .add_quantum(QuantumTarget::local(settings.quantum_memory_bytes, 1.5e9));
         coordinator
             .router_mut()
-            .add_neural(atom_fabric::hybrid::NeuralTarget {
-                id: "local/cpu".into(),
-                node: "local".into(),
-                kind: atom_fabric::hybrid::EngineKind::Cpu,
-                slots: 2,
-                in_flight: 0,
-                down_until: None,
-            });
+            .add_neural(atom_fabric::hybrid::NeuralTarget::in_process(2));
         let models = dir.join("models");
         for (name, mode, p) in default_pipelines(&models)? {
             if name == "angle-parity" {
