@@ -8,7 +8,7 @@ VPY := $(VENV)/bin/python
 ATOM_BIN := $(CURDIR)/target/debug/atom
 export CARGO_TERM_COLOR := never
 
-.PHONY: demo test test-rust test-python python-dev lint fmt venv bench build clean
+.PHONY: demo test test-rust test-python python-dev lint fmt venv bench bench-quick build clean
 
 ## demo: build the CLI and run the demo scenario.
 demo:
@@ -50,10 +50,13 @@ test-python: venv python-dev
 	ATOM_BIN=$(ATOM_BIN) $(VPY) -m pytest -q --import-mode=importlib tests/integration
 	cd bindings-python && ../$(VPY) -m mypy.stubtest atom_fabric --allowlist stubtest-allowlist.txt --mypy-config-file mypy.ini
 
-## bench: criterion benches (short) and the side-by-side scripts.
+## bench: every benchmark (criterion, one-shot benches, side by side with peers) -> docs/benchmarks.md.
 bench:
-	$(CARGO) bench -p atom-benches
-	$(PYTHON) benches/http/side_by_side.py --seconds 10 --connections 64
+	$(PYTHON) benches/report.py
+
+## bench-quick: the same pipeline with shortened runs (does not make publishable figures).
+bench-quick:
+	$(PYTHON) benches/report.py --quick
 
 fmt:
 	$(CARGO) fmt --all

@@ -4,7 +4,8 @@
 //! command timed on its own), and peak RSS per node and per held request. The criterion group
 //! measures one schedule+release pair on the loaded fleet.
 //!
-//! Run: `cargo bench -p atom-benches --bench scheduler` (`SCHED_BENCH_REQUESTS` overrides 1,000,000).
+//! Run: `cargo bench -p atom-benches --bench scheduler` (`SCHED_BENCH_REQUESTS` overrides 1,000,000,
+//! `SCHED_BENCH_NODES` overrides 10,000; the held window is 10 requests per node, at most 100,000).
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use atom_fabric::quota::Quota;
@@ -16,10 +17,10 @@ use std::collections::VecDeque;
 use std::hint::black_box;
 use std::time::Instant;
 
-const NODES: usize = 10_000;
+const DEFAULT_NODES: usize = 10_000;
 const TENANTS: usize = 100;
-/// Requests held (placed) at any time; older ones are released.
-const WINDOW: usize = 100_000;
+/// Requests held (placed) at any time at 10,000 nodes; older ones are released.
+const MAX_WINDOW: usize = 100_000;
 /// Feasible nodes scored per decision (kube-scheduler scores a sample of feasible nodes too).
 const CANDIDATES: usize = 16;
 
@@ -45,14 +46,28 @@ fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// (nodes, held window): the window scales with the fleet so that every size runs near capacity.
+fn sizes() -> (usize, usize) {
+    let nodes = env_usize("SCHED_BENCH_NODES", DEFAULT_NODES).max(1);
+    (nodes, (nodes * 10).min(MAX_WINDOW))
+}
+
 fn fleet() -> Scheduler {
+    let (nodes, _) = sizes();
     let config = SchedulerConfig {
         max_candidates: Some(CANDIDATES),
         terminal_retention: 0,
         ..Default::default()
     };
     let mut s = Scheduler::new(config);
-    for i in 0..NODES {
+    for i in 0..nodes {
         let spec = NodeSpec::new(format!("node-{i:05}"), 96_000, 393_216)
             .with_gpus(if i % 4 == 0 { "H100" } else { "A100" }, 8, 81_920)
             .with_label("region", ["eu", "us", "ap"][i % 3])
@@ -131,20 +146,18 @@ fn release_oldest(s: &mut Scheduler, held: &mut Held, now: u64) {
 }
 
 fn one_shot() {
-    let total: u64 = std::env::var("SCHED_BENCH_REQUESTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+    let total = env_usize("SCHED_BENCH_REQUESTS", 1_000_000) as u64;
+    let (nodes, window) = sizes();
     let rss0 = rss_kib();
     let t0 = Instant::now();
     let mut s = fleet();
     let setup = t0.elapsed();
     // The harness's own buffers are touched before measuring, so the RSS deltas are the scheduler's.
     let mut held = Held {
-        queue: VecDeque::with_capacity(WINDOW + 1),
+        queue: VecDeque::with_capacity(window + 1),
     };
     held.queue
-        .extend((0..=WINDOW as u64).map(|i| (0, RequestId(i))));
+        .extend((0..=window as u64).map(|i| (0, RequestId(i))));
     held.queue.clear();
     let mut lat: Vec<u32> = vec![0; total as usize];
     lat.clear();
@@ -154,7 +167,7 @@ fn one_shot() {
     let mut rss_window = 0;
     for i in 0..total {
         let now = i / 100;
-        if held.queue.len() >= WINDOW {
+        if held.queue.len() >= window {
             release_oldest(&mut s, &mut held, now);
         }
         let t = Instant::now();
@@ -163,7 +176,7 @@ fn one_shot() {
         if i.is_multiple_of(4096) {
             s.take_events();
         }
-        if i + 1 == WINDOW as u64 {
+        if i + 1 == window as u64 {
             rss_window = rss_kib();
         }
     }
@@ -174,7 +187,7 @@ fn one_shot() {
     let pct = |p: f64| lat[((p * lat.len() as f64) as usize).min(lat.len() - 1)] as f64 / 1000.0;
     let decide: f64 = lat.iter().map(|&n| f64::from(n)).sum::<f64>() / 1e9;
     println!(
-        "scheduler one-shot: {NODES} nodes (8 GPUs each), {total} schedule requests, {TENANTS} tenants, window {WINDOW} held, {CANDIDATES} candidates scored"
+        "scheduler one-shot: {nodes} nodes (8 GPUs each), {total} schedule requests, {TENANTS} tenants, window {window} held, {CANDIDATES} candidates scored"
     );
     println!("  fleet setup: {:.2} s", setup.as_secs_f64());
     println!(
@@ -186,7 +199,7 @@ fn one_shot() {
     );
     println!(
         "  commands/s incl. releases (wall): {:.0}",
-        (total as f64 + (total as f64 - WINDOW as f64).max(0.0)) / wall
+        (total as f64 + (total as f64 - window as f64).max(0.0)) / wall
     );
     println!(
         "  decision latency: p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us",
@@ -196,12 +209,12 @@ fn one_shot() {
         pct(1.0)
     );
     println!(
-        "  memory: RSS {} MiB base, +{} KiB for nodes ({:.0} B/node), +{} KiB for {WINDOW} held requests ({:.0} B/request); peak RSS {} MiB",
+        "  memory: RSS {} MiB base, +{} KiB for nodes ({:.0} B/node), +{} KiB for {window} held requests ({:.0} B/request); peak RSS {} MiB",
         rss0 / 1024,
         rss_nodes.saturating_sub(rss0),
-        rss_nodes.saturating_sub(rss0) as f64 * 1024.0 / NODES as f64,
+        rss_nodes.saturating_sub(rss0) as f64 * 1024.0 / nodes as f64,
         rss_window.saturating_sub(rss_nodes),
-        rss_window.saturating_sub(rss_nodes) as f64 * 1024.0 / WINDOW as f64,
+        rss_window.saturating_sub(rss_nodes) as f64 * 1024.0 / window as f64,
         peak_rss_kib() / 1024
     );
 }
@@ -211,11 +224,12 @@ fn bench(c: &mut Criterion) {
     let mut held = Held {
         queue: VecDeque::new(),
     };
-    for i in 0..WINDOW as u64 {
+    let (_, window) = sizes();
+    for i in 0..window as u64 {
         step(&mut s, &mut held, i, 0);
     }
     s.take_events();
-    let mut i = WINDOW as u64;
+    let mut i = window as u64;
     let mut g = c.benchmark_group("scheduler_10k_nodes");
     g.sample_size(20)
         .measurement_time(std::time::Duration::from_secs(3));
