@@ -23,6 +23,7 @@ import platform
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -98,13 +99,18 @@ def peer_versions() -> dict[str, str]:
 
 # --- criterion ------------------------------------------------------------------------------
 
-def criterion_results(since: float) -> dict[str, dict[str, float]]:
-    """Every criterion result written after `since`: full id -> mean ns, and elements/s if set."""
+def criterion_mtimes() -> dict[Path, float]:
+    return {p: p.stat().st_mtime for p in (TARGET / "criterion").glob("**/new/estimates.json")}
+
+
+def criterion_results(before: dict[Path, float]) -> dict[str, dict[str, float]]:
+    """Criterion results written since the `before` listing: full id -> mean ns, and elements/s if set."""
     out: dict[str, dict[str, float]] = {}
-    base = TARGET / "criterion"
-    for bj in base.glob("**/new/benchmark.json"):
-        est = bj.with_name("estimates.json")
-        if not est.exists() or est.stat().st_mtime < since:
+    for est, mtime in criterion_mtimes().items():
+        if before.get(est) == mtime:
+            continue
+        bj = est.with_name("benchmark.json")
+        if not bj.exists():
             continue
         b = json.loads(bj.read_text())
         e = json.loads(est.read_text())
@@ -146,7 +152,7 @@ class Report:
         self.sections: list[tuple[str, str]] = []
         self.failed: list[str] = []
         self.raw: dict[str, object] = {}
-        self.plt = None
+        self.tmp = Path(tempfile.mkdtemp(prefix="atom-bench-"))
 
     # Plots are drawn by matplotlib inside the bench venv, from the JSON this script collected.
     def plot(self, name: str, spec: dict[str, object]) -> str:
@@ -171,7 +177,7 @@ class Report:
     # --- steps --------------------------------------------------------------------------------
 
     def quantum(self) -> str:
-        out = PLOTS / "quantum.json"
+        out = self.tmp / "quantum.json"
         n = [str(q) for q in self.qubits]
         text = run([str(VPY), "benches/quantum/side_by_side.py", "--n", *n, "--reps", "1" if self.quick else "3",
                     "--json", str(out)], env={"ATOM_BIN": str(TARGET / "release" / "atom")}, timeout=7200)
@@ -279,9 +285,9 @@ class Report:
 
     def criterion_step(self, bench: str, intro: str, plot: Callable[[dict[str, dict[str, float]]], str] | None = None) -> Callable[[], str]:
         def go() -> str:
-            since = time.time() - 1
+            before = criterion_mtimes()
             text = cargo_bench(bench, self.crit_args)
-            res = criterion_results(since)
+            res = criterion_results(before)
             if not res:
                 raise StepError(f"criterion wrote no results for {bench}:\n{text[-800:]}")
             self.raw[f"criterion/{bench}"] = res
@@ -289,11 +295,8 @@ class Report:
                      f"{v['per_s']:,.0f}" if "per_s" in v else f"{1e9 / v['mean_ns']:,.0f}"]
                     for k, v in sorted(res.items())]
             body = intro + "\n\n" + table(["benchmark", "mean", "95% CI", "per second"], rows)
-            extra = "\n".join(line for line in text.splitlines() if line and not line.startswith(("Benchmarking", "Found", "  ")))
             if plot is not None:
                 body += "\n\n" + plot(res)
-            if extra.strip() and bench in ("manifest_hashing",):
-                body += "\n\n```\n" + extra.strip() + "\n```"
             return body
         return go
 
@@ -312,7 +315,7 @@ class Report:
         return go
 
     def http(self) -> str:
-        out = PLOTS / "http.json"
+        out = self.tmp / "http.json"
         secs = "5" if self.quick else "10"
         text = run([sys.executable, "benches/http/side_by_side.py", "--seconds", secs, "--connections", "64",
                     "--json", str(out)], timeout=1200)
@@ -391,10 +394,11 @@ if spec["kind"] == "lines":
     axes[0][0].legend(fontsize=7)
 else:
     labels = spec["labels"]; groups = spec["groups"]
-    fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(labels) * max(1, len(groups)) ** 0.5), 3.8))
+    fig, ax = plt.subplots(figsize=(min(11, max(5, 1.1 * len(labels) * max(1, len(groups)) ** 0.5)), 3.8))
     w = 0.8 / len(groups)
     for i, (name, vals) in enumerate(groups.items()):
-        ax.bar([j + i * w for j in range(len(labels))], vals, w, label=name)
+        bars = ax.bar([j + i * w for j in range(len(labels))], vals, w, label=name)
+        ax.bar_label(bars, fmt=spec.get("fmt", "%.3g"), fontsize=6, padding=1)
     ax.set_xticks([j + w * (len(groups) - 1) / 2 for j in range(len(labels))], labels, fontsize=8, rotation=15)
     if spec.get("logy"):
         ax.set_yscale("log")
@@ -431,7 +435,7 @@ def main() -> int:
             "signatures", "`benches/benches/signatures.rs`: through atom-policy's public API (PQClean ML-DSA via "
                           "`pqcrypto-mldsa`, `p256`, `ed25519-dalek`), 256-byte message; hybrid DSSE over 1 KiB.",
             r.signatures_plot)),
-        ("manifest", "Model manifest hashing beside sha256sum", r.criterion_step(
+        ("manifest", "Model manifest hashing beside sha256sum", r.plain(
             "manifest_hashing", "`benches/benches/manifest_hashing.rs`: hashing a model directory for a signed "
                                 "manifest, beside coreutils `sha256sum` (same files, same run, digests compared).")),
         ("runtime", "ONNX runtime hooks (tract)", r.criterion_step(

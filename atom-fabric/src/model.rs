@@ -469,8 +469,8 @@ impl QueueReason {
 /// One scorer's contribution to a placement.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScorePart {
-    /// Scorer name.
-    pub scorer: String,
+    /// Scorer name (shared with the scorer set that produced it).
+    pub scorer: std::sync::Arc<str>,
     /// Its score for the chosen node (0..=100 for the built-in scorers; higher is better).
     pub score: f64,
     /// Its configured weight.

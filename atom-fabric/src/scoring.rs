@@ -480,6 +480,8 @@ impl Default for ScoreWeights {
 pub struct ScorerSet {
     name: String,
     parts: Vec<(Box<dyn Scorer>, f64)>,
+    /// The scorers' names, shared by every breakdown (no allocation per placement).
+    part_names: Vec<std::sync::Arc<str>>,
     weight_sum: f64,
     scan: ScanOrder,
     first_feasible: bool,
@@ -527,6 +529,7 @@ impl ScorerSet {
         Self {
             name: name.to_string(),
             parts: Vec::new(),
+            part_names: Vec::new(),
             weight_sum: 0.0,
             scan: ScanOrder::LeastFreeFirst,
             first_feasible: false,
@@ -544,6 +547,7 @@ impl ScorerSet {
     pub fn with(mut self, scorer: Box<dyn Scorer>, weight: f64) -> Self {
         if weight > 0.0 && weight.is_finite() {
             self.weight_sum += weight;
+            self.part_names.push(std::sync::Arc::from(scorer.name()));
             self.parts.push((scorer, weight));
         }
         self
@@ -653,8 +657,9 @@ impl ScorerSet {
         let parts = self
             .parts
             .iter()
-            .map(|(s, w)| ScorePart {
-                scorer: s.name().to_string(),
+            .zip(&self.part_names)
+            .map(|((s, w), name)| ScorePart {
+                scorer: std::sync::Arc::clone(name),
                 score: s.score(node, d, devices, ctx, scratch),
                 weight: *w,
             })

@@ -643,7 +643,11 @@ fn region_latency_constraints_filter_and_score() {
     };
     assert_eq!(placement.replicas[0].node, "n-us");
     let score = placement.replicas[0].score.as_ref().unwrap();
-    let lat = score.parts.iter().find(|p| p.scorer == "latency").unwrap();
+    let lat = score
+        .parts
+        .iter()
+        .find(|p| &*p.scorer == "latency")
+        .unwrap();
     assert!(
         (lat.score - 10.0).abs() < 1e-9,
         "100 x (1 - 90/100) = 10, got {}",
