@@ -186,6 +186,19 @@ fn jwt_is_required_and_bound_to_the_tenant_outside_simulation() {
     let (s, b) = post(h.scheduler, "/schedule", Some(&token("t1", 300)), &req);
     assert_eq!(s, 201, "{b}");
 
+    // P2: a client cannot claim its model manifest was verified; a production deploy without
+    // that fact is refused.
+    let claimed = json!({"tenant_id": "t1", "model_id": "m", "model_version": "v2", "resources": {"gpu": 1},
+        "deploy": {"production": true, "manifest_verified": true, "approved_by": "ops"}});
+    let (s, b) = post(h.scheduler, "/schedule", Some(&token("t1", 300)), &claimed);
+    assert_eq!(s, 422, "{b}");
+    assert_eq!(b["error"]["field"], "deploy.manifest_verified");
+    let unverified = json!({"tenant_id": "t1", "model_id": "m", "model_version": "v2", "resources": {"gpu": 1},
+        "deploy": {"production": true, "approved_by": "ops"}});
+    let (s, b) = post(h.scheduler, "/schedule", Some(&token("t1", 300)), &unverified);
+    assert!(s == 403 || s == 422, "production deploy without a verified manifest: {s} {b}");
+    assert!(b.to_string().contains("P2"), "{b}");
+
     // Hybrid jobs: unsigned refused (P2), signed accepted and run.
     let payload = json!({"stages": [{"name": "bell", "kind": "quantum", "shots": 64, "seed": 1,
         "qasm": "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[2];\ncreg c[2];\nh q[0];\ncx q[0],q[1];\nmeasure q -> c;\n",

@@ -173,6 +173,19 @@ fn mib(v: &serde_json::Value, field: &str) -> Result<Option<u64>, ApiError> {
 }
 
 fn normalize_schedule(v: &mut serde_json::Value) -> Result<(), ApiError> {
+    // P2: `manifest_verified` is a fact the verifier records, never a client's claim. The
+    // host has no manifest-carrying deploy path yet, so a client asserting it is refused (a
+    // production deploy without it is denied by P2, or allowed-in-simulation).
+    if v.pointer("/deploy/manifest_verified")
+        .is_some_and(|m| m != &serde_json::Value::Bool(false))
+    {
+        return Err(ApiError::new(
+            422,
+            "invalid",
+            "deploy.manifest_verified is recorded by the verifier; a client cannot assert it",
+        )
+        .field("deploy.manifest_verified"));
+    }
     if let Some(mem) = v.pointer("/resources/mem").cloned()
         && let Some(m) = mib(&mem, "resources.mem")?
         && let Some(r) = v.get_mut("resources")
