@@ -25,6 +25,7 @@ test: lint test-rust test-python $(EXTRA_TESTS)
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc -q --workspace --no-deps
 
 # The Python extension is a cdylib for CPython: it is built and tested by maturin and pytest below.
 test-rust:

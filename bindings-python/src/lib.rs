@@ -1,6 +1,6 @@
 //! Python bindings of atom-fabric: the `atom_fabric._native` extension module.
 //!
-//! The core crates stay free of PyO3. Their errors are mapped through [`errors::BindError`] into
+//! The core crates stay free of PyO3. Their errors are mapped through `errors::BindError` into
 //! the `atom_fabric.errors` exception hierarchy. Long work (simulation, hashing, signing,
 //! verification) releases the GIL; statevectors and probabilities move into numpy arrays without a
 //! copy.

@@ -49,7 +49,7 @@ pub enum SyncPolicy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
-    /// Always [`FORMAT`].
+    /// Always `"atom-audit-log/1"`.
     pub format: String,
     /// Checkpoint origin line (and signer key name).
     pub origin: String,

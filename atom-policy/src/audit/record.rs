@@ -56,7 +56,7 @@ pub fn encode(payload: &[u8], out: &mut Vec<u8>) {
 pub enum Fault {
     /// The header checksum does not match the length field.
     HeaderChecksum,
-    /// The length field is zero or above [`MAX_PAYLOAD`].
+    /// The length field is zero or above the 1 MiB payload limit.
     BadLength(u32),
     /// The payload checksum does not match.
     PayloadChecksum,
