@@ -195,8 +195,16 @@ fn jwt_is_required_and_bound_to_the_tenant_outside_simulation() {
     assert_eq!(b["error"]["field"], "deploy.manifest_verified");
     let unverified = json!({"tenant_id": "t1", "model_id": "m", "model_version": "v2", "resources": {"gpu": 1},
         "deploy": {"production": true, "approved_by": "ops"}});
-    let (s, b) = post(h.scheduler, "/schedule", Some(&token("t1", 300)), &unverified);
-    assert!(s == 403 || s == 422, "production deploy without a verified manifest: {s} {b}");
+    let (s, b) = post(
+        h.scheduler,
+        "/schedule",
+        Some(&token("t1", 300)),
+        &unverified,
+    );
+    assert!(
+        s == 403 || s == 422,
+        "production deploy without a verified manifest: {s} {b}"
+    );
     assert!(b.to_string().contains("P2"), "{b}");
 
     // Hybrid jobs: unsigned refused (P2), signed accepted and run.
