@@ -97,6 +97,15 @@ def peer_versions() -> dict[str, str]:
     return json.loads(p.stdout) if p.returncode == 0 else {}
 
 
+def first_line(cmd: list[str]) -> str:
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    out = (p.stdout or p.stderr).strip().splitlines()
+    return out[0] if out else "unknown"
+
+
 # --- criterion ------------------------------------------------------------------------------
 
 def criterion_mtimes() -> dict[Path, float]:
@@ -327,9 +336,13 @@ class Report:
                                  "labels": ["FastAPI sketch", "atom serve"],
                                  "groups": {"requests/s": [r["peer"]["rps"], r["atom"]["rps"]]}})
         rss = r.get("atom_rss_kib", {})
+        peer_v = first_line([str(ROOT / ".venv-bench-http" / "bin" / "python"), "-c",
+                             "import fastapi, uvicorn; print('fastapi', fastapi.__version__ + ', uvicorn', uvicorn.__version__)"])
+        wrk_v = first_line(["sh", "-c", "wrk -v 2>&1 | head -1"])
         return (f"`benches/http/side_by_side.py`: wrk (Debian) on loopback, {secs} s, 64 connections, the documents' "
                 f"body `{json.dumps(r['body'])}`, against the scheduler sketch of seeds/002 run as the documents run it "
-                f"and against `atom serve` (simulation mode, PQC off, one 8-GPU node).\n\n"
+                f"and against `atom serve` (simulation mode, PQC off, one 8-GPU node). Peer: {peer_v}; "
+                f"load: {wrk_v}.\n\n"
                 + table(["host", "requests/s", "p50 ms", "p99 ms", "non-2xx", "errors"], rows)
                 + f"\n\nRatio atom / peer: **{r['ratio_rps']:.1f}×**. atom's RSS: {rss.get('start', 0) / 1024:.0f} MiB at "
                   f"the start, {rss.get('end', 0) / 1024:.0f} MiB after the run.\n\n" + img
@@ -345,8 +358,34 @@ class Report:
                                      "ylabel": "decisions/s", "labels": [r[0].replace(" x ", "\nx ") for r in rows],
                                      "groups": {"decisions/s": [int(r[1]) for r in rows]}})
         return ("`make bench-postgres` (`benches/benches/postgres_replicas.rs`): a throwaway PostgreSQL cluster on "
-                "loopback (Debian's server package), replicas as threads with their own connections.\n\n```\n"
+                "loopback (Debian's server package: "
+                + first_line(["sh", "-c", "$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)/postgres --version"])
+                + "), replicas as threads with their own connections.\n\n```\n"
                 + text.strip() + "\n```\n\n" + img)
+
+    def merge_previous(self, page: Path) -> None:
+        """With --only: keep the sections of the last full page that were not re-run."""
+        if not page.exists():
+            return
+        text = page.read_text()
+        old = re.split(r"^## ", text, flags=re.M)[1:]
+        rerun = {t for t, _ in self.sections}
+        kept = []
+        for chunk in old:
+            title, _, body = chunk.partition("\n")
+            if title.strip() in ("Contents",):
+                continue
+            if title.strip() in rerun:
+                kept.append(next((t, b) for t, b in self.sections if t == title.strip()))
+            else:
+                kept.append((title.strip(), body.strip()))
+        for t, b in self.sections:
+            if t not in {k for k, _ in kept}:
+                kept.append((t, b))
+        self.partial = sorted(rerun)
+        self.sections = kept
+        m = re.search(r"^\| date \| (.+?) \|$", text, re.M)
+        self.previous_date = m.group(1) if m else "unknown"
 
     def write(self, info: dict[str, str]) -> None:
         head = [
@@ -365,12 +404,24 @@ class Report:
         ]
         if self.failed:
             head += [f"**Steps that failed in this run:** {', '.join(self.failed)}.", ""]
+        if getattr(self, "partial", None):
+            head += [f"Partial re-run on {info['date']} of: {'; '.join(self.partial)}. The other sections are from the "
+                     f"run of {self.previous_date}.", ""]
+            info = {**info, "date": self.previous_date}
+            head[4] = table(["", ""], [["date", info["date"]], ["commit", info["commit"]],
+                                       ["CPU", f"{info['cpu']} ({info['cores']} cores)"], ["memory", info["memory"]],
+                                       ["OS", info["os"]], ["compiler", info["rustc"]], ["Python", info["python"]],
+                                       ["mode", "quick (shortened)" if self.quick else "full"]])
         head.append("## Contents\n")
         head += [f"- [{t}](#{re.sub(r'[^a-z0-9 -]', '', t.lower()).replace(' ', '-')})" for t, _ in self.sections]
         body = [f"## {t}\n\n{b}\n" for t, b in self.sections]
         (DOCS / "benchmarks.md").write_text("\n".join(head) + "\n\n" + "\n".join(body))
         PLOTS.mkdir(parents=True, exist_ok=True)
-        (PLOTS / "results.json").write_text(json.dumps({"machine": info, "results": self.raw}, indent=1, default=str) + "\n")
+        results = PLOTS / "results.json"
+        raw = dict(self.raw)
+        if getattr(self, "partial", None) and results.exists():
+            raw = {**json.loads(results.read_text()).get("results", {}), **self.raw}
+        results.write_text(json.dumps({"machine": info, "results": raw}, indent=1, default=str) + "\n")
 
 
 PLOT_CODE = r"""
@@ -437,7 +488,8 @@ def main() -> int:
             r.signatures_plot)),
         ("manifest", "Model manifest hashing beside sha256sum", r.plain(
             "manifest_hashing", "`benches/benches/manifest_hashing.rs`: hashing a model directory for a signed "
-                                "manifest, beside coreutils `sha256sum` (same files, same run, digests compared).")),
+                                "manifest, beside coreutils `sha256sum` (same files, same run, digests compared); "
+                                f"peer: {first_line(['sha256sum', '--version'])}.")),
         ("runtime", "ONNX runtime hooks (tract)", r.criterion_step(
             "runtime_load", "`benches/benches/runtime_load.rs`: loading the test ONNX models and one batched inference.")),
         ("chaos", "Resilience simulator: a day of faults", r.plain(
@@ -449,6 +501,8 @@ def main() -> int:
         if args.only and key not in args.only:
             continue
         r.step(title, fn)
+    if args.only:
+        r.merge_previous(DOCS / "benchmarks.md")
     r.write(machine())
     print(f"wrote {DOCS / 'benchmarks.md'}" + (f"; failed: {', '.join(r.failed)}" if r.failed else ""))
     return 1 if r.failed else 0

@@ -10,7 +10,8 @@
 
 EXTRA_TESTS += test-postgres
 
-PG_TEST_CMD ?= $(CARGO) test -p atom-fabric --features postgres-tests --test postgres -- --test-threads=1
+# Built with the workspace's feature set (as test-rust), so only atom-fabric is recompiled.
+PG_TEST_CMD ?= $(CARGO) test --workspace --exclude atom-fabric-py --features atom-fabric/postgres-tests --test postgres -- --test-threads=1
 PG_BENCH_CMD ?= $(CARGO) bench -p atom-benches --bench postgres_replicas
 
 define ATOM_PG_SCRIPT_TEXT
