@@ -85,7 +85,30 @@ def timed(fn, reps):
     return statistics.median(ts)
 
 
+def atom_package():
+    """The atom_fabric package, when it is installed in this interpreter (in-process timing)."""
+    if os.environ.get("ATOM_VIA", "package") == "cli":
+        return None
+    try:
+        from atom_fabric import quantum
+    except ImportError:
+        return None
+    return quantum
+
+
 def run_atom(qc, precision, reps):
+    pkg = atom_package()
+    if pkg is not None:
+        # In-process through the Python package, like the peers: parsing is outside the timing,
+        # the GIL is released during the simulation, the statevector comes back as a numpy view.
+        circuit = pkg.Circuit.from_qasm(qasm2.dumps(qc))
+
+        def once_pkg():
+            t = time.perf_counter()
+            pkg.simulate(circuit, precision=precision).statevector
+            return time.perf_counter() - t
+
+        return timed(once_pkg, reps)
     with tempfile.TemporaryDirectory() as d:
         path = pathlib.Path(d) / "c.qasm"
         path.write_text(qasm2.dumps(qc))
@@ -225,6 +248,8 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--json", type=pathlib.Path)
     args = ap.parse_args()
+    via = "atom_fabric package, in-process" if atom_package() is not None else f"CLI {ATOM}"
+    print(f"atom via: {via}")
     rows = []
     print(f"{'circuit':18} {'n':>3} " + " ".join(f"{p:>12}" for p in ["atom_f64", "atom_f32", *args.peers])
           + f" {'f64/best64':>10} {'f32/qsim':>9} {'floor_s':>8}")
@@ -232,7 +257,7 @@ def main():
         for n in args.n:
             qc = CIRCUITS[name](n)
             reps = args.reps if n <= 22 else max(1, args.reps - 2)
-            row = {"circuit": name, "n": n, "gates": len(qc.data)}
+            row = {"circuit": name, "n": n, "gates": len(qc.data), "atom_via": via}
             row["atom_f64"] = run_atom(qc, "double", reps)
             row["atom_f32"] = run_atom(qc, "single", reps)
             for p in args.peers:

@@ -10,8 +10,50 @@ use atom_fabric::hybrid::{
 };
 use atom_policy::keyring::{KeyRing, KeyStatus, TrustedKey};
 use pyo3::prelude::*;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+/// A quantum provider implemented in Python: `run(qasm, shots, seed) -> {bitstring: count}`.
+/// The router calls it with the GIL released elsewhere; it takes the GIL for the call only.
+struct PyProvider {
+    name: String,
+    run: Py<PyAny>,
+}
+
+impl atom_quantum::QuantumBackend for PyProvider {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn run(
+        &self,
+        circuit: &atom_quantum::Circuit,
+        options: &atom_quantum::RunOptions,
+    ) -> atom_quantum::Result<atom_quantum::BackendResult> {
+        let qasm = circuit.to_qasm()?;
+        let started = std::time::Instant::now();
+        let counts = Python::attach(|py| -> PyResult<BTreeMap<String, u64>> {
+            let out = self.run.call1(py, (qasm, options.shots, options.seed))?;
+            out.bind(py).extract()
+        })
+        .map_err(|e| atom_quantum::Error::Backend(format!("provider {}: {e}", self.name)))?;
+        let shots = counts.values().sum();
+        if shots != options.shots {
+            return Err(atom_quantum::Error::Backend(format!(
+                "provider {} returned {shots} shots, {} asked",
+                self.name, options.shots
+            )));
+        }
+        Ok(atom_quantum::BackendResult {
+            backend: self.name.clone(),
+            counts,
+            shots,
+            seconds: started.elapsed().as_secs_f64(),
+            metadata: BTreeMap::new(),
+        })
+    }
+}
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -80,6 +122,38 @@ impl Coordinator {
             .add_neural(atom_fabric::hybrid::NeuralTarget::in_process(1));
         Ok(Self {
             inner: Mutex::new(c),
+        })
+    }
+
+    /// Registers a quantum provider: `run(qasm: str, shots: int, seed: int | None)` returns
+    /// counts keyed as Qiskit does. Quantum stages use it when they name it (`"provider"`), or
+    /// when the router prefers it; a provider that raises is failed over like any other target.
+    #[pyo3(signature = (name, run, max_qubits=32))]
+    fn register_provider(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        run: Py<PyAny>,
+        max_qubits: u32,
+    ) -> Result<(), BindError> {
+        if !run.bind(py).is_callable() {
+            return Err(BindError::Value(format!(
+                "provider {name}: run is not callable"
+            )));
+        }
+        if name.is_empty() || name == "local" {
+            return Err(BindError::Value(format!(
+                "provider name {name:?} is empty or reserved"
+            )));
+        }
+        let backend = Arc::new(PyProvider {
+            name: name.to_owned(),
+            run,
+        });
+        self.with(|c| {
+            c.router_mut()
+                .add_quantum(QuantumTarget::provider(backend, max_qubits));
+            Ok(())
         })
     }
 

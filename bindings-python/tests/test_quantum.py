@@ -73,15 +73,28 @@ def test_memory_limit_is_a_clear_error():
         simulate(Circuit(40).h(0))
 
 
+def _layered(n: int, layers: int) -> Circuit:
+    circuit = Circuit(n)
+    for layer in range(layers):
+        for q in range(n):
+            circuit.ry(0.1 * (q + layer), q)
+        for q in range(n - 1):
+            circuit.cx(q, q + 1)
+    return circuit
+
+
 def test_simulation_releases_the_gil():
     # While one thread simulates, another must keep running Python code. (Timing two concurrent
     # simulations against serial ones says nothing here: each run already uses every core.)
-    circuit = Circuit(16)
-    for layer in range(8):
-        for q in range(16):
-            circuit.ry(0.1 * (q + layer), q)
-        for q in range(15):
-            circuit.cx(q, q + 1)
+    # The circuit grows until one simulation takes long enough to tell (debug or release build).
+    n = 16
+    while True:
+        circuit = _layered(n, 8)
+        t0 = time.perf_counter()
+        simulate(circuit)
+        if time.perf_counter() - t0 > 0.05 or n >= 24:
+            break
+        n += 2
     done = threading.Event()
     elapsed = []
 

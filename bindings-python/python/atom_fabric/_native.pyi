@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from os import PathLike
-from typing import Any, Mapping, Sequence, Union, final
+from typing import Any, Callable, Mapping, Sequence, Union, final
 
 import numpy as np
 import numpy.typing as npt
@@ -177,6 +177,9 @@ class Coordinator:
         quantum_memory_bytes: int = 4294967296,
         max_queue_per_tenant: int = 1024,
     ) -> Coordinator: ...
+    def register_provider(
+        self, name: str, run: Callable[[str, int, int | None], Mapping[str, int]], max_qubits: int = 32
+    ) -> None: ...
     def register_model(self, name: str, path: _Path, framework: str = "onnx") -> None: ...
     def register_pipeline(
         self, name: str, pipeline: Mapping[str, object] | str, mode: str, default: bool = False
