@@ -238,6 +238,29 @@ impl Cluster {
         id
     }
 
+    /// One replica's needs for `req`, with its accepted GPU models (`"A100|H100"`) interned.
+    pub(crate) fn demand_of(&mut self, req: &crate::model::ScheduleRequest) -> Demand {
+        let models = req.constraints.gpu_model.as_ref().map(|spec| {
+            let mut ids: Vec<u32> = spec
+                .split('|')
+                .map(|m| self.intern_model(m.trim()))
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids
+        });
+        let r = &req.resources;
+        Demand {
+            gpus: r.gpu,
+            milli: r.milli_per_device(),
+            cpu: r.cpu,
+            mem: r.mem,
+            tpu: r.tpu,
+            qubits: r.qubits,
+            models,
+        }
+    }
+
     /// The name of an interned GPU model id.
     pub fn gpu_model_name(&self, id: u32) -> Option<&str> {
         self.models.get(id as usize).map(String::as_str)

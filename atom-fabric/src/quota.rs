@@ -137,6 +137,30 @@ fn default_cohort() -> String {
 }
 
 impl Quota {
+    /// Whether a tenant using `used` may take `add` more: `Ok(borrowing)` (above nominal, within
+    /// the borrow limit) or the first resource (of [`RESOURCES`]) that would exceed its limit.
+    pub fn admits(
+        &self,
+        used: &ResourceVector,
+        add: &ResourceVector,
+    ) -> std::result::Result<bool, &'static str> {
+        let mut borrows = false;
+        for (i, name) in RESOURCES.iter().enumerate() {
+            let a = add.get(i);
+            if a == 0 {
+                continue;
+            }
+            let new = used.get(i).saturating_add(a);
+            if new > self.nominal.get(i) {
+                if new - self.nominal.get(i) > self.borrow_limit.get(i) {
+                    return Err(name);
+                }
+                borrows = true;
+            }
+        }
+        Ok(borrows)
+    }
+
     /// `gpus` whole GPUs, other resources unlimited, no borrowing, cohort `default`.
     pub fn gpus(gpus: u64) -> Self {
         Self {

@@ -695,25 +695,7 @@ impl Scheduler {
     }
 
     fn demand_of(&mut self, req: &ScheduleRequest) -> Demand {
-        let models = req.constraints.gpu_model.as_ref().map(|spec| {
-            let mut ids: Vec<u32> = spec
-                .split('|')
-                .map(|m| self.state.cluster.intern_model(m.trim()))
-                .collect();
-            ids.sort_unstable();
-            ids.dedup();
-            ids
-        });
-        let r = &req.resources;
-        Demand {
-            gpus: r.gpu,
-            milli: r.milli_per_device(),
-            cpu: r.cpu,
-            mem: r.mem,
-            tpu: r.tpu,
-            qubits: r.qubits,
-            models,
-        }
+        self.state.cluster.demand_of(req)
     }
 
     fn schedule(&mut self, req: ScheduleRequest, now_ms: u64) -> Result<Outcome> {
@@ -941,18 +923,11 @@ impl Scheduler {
             return Err("tenant");
         };
         let q = &t.quota;
-        let mut borrows = false;
+        let borrows = q.admits(&t.usage, add)?;
         for (i, name) in RESOURCES.iter().enumerate() {
             let a = add.get(i);
             if a == 0 {
                 continue;
-            }
-            let new = t.usage.get(i).saturating_add(a);
-            if new > q.nominal.get(i) {
-                if new - q.nominal.get(i) > q.borrow_limit.get(i) {
-                    return Err(name);
-                }
-                borrows = true;
             }
             let (used, nominal) = self.cohort_totals(&q.cohort, i);
             if used.saturating_add(a) > nominal {

@@ -114,22 +114,7 @@ pub fn quota_check(
     row: &QuotaRow,
     add: &ResourceVector,
 ) -> std::result::Result<bool, &'static str> {
-    let q = &row.quota;
-    let mut borrows = false;
-    for (i, name) in RESOURCES.iter().enumerate() {
-        let a = add.get(i);
-        if a == 0 {
-            continue;
-        }
-        let new = row.used.get(i).saturating_add(a);
-        if new > q.nominal.get(i) {
-            if new - q.nominal.get(i) > q.borrow_limit.get(i) {
-                return Err(name);
-            }
-            borrows = true;
-        }
-    }
-    Ok(borrows)
+    row.quota.admits(&row.used, add)
 }
 
 #[cfg(test)]

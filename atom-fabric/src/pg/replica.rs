@@ -370,25 +370,7 @@ struct Planner {
 
 impl Planner {
     fn demand_of(&mut self, req: &ScheduleRequest) -> Demand {
-        let models = req.constraints.gpu_model.as_ref().map(|spec| {
-            let mut ids: Vec<u32> = spec
-                .split('|')
-                .map(|m| self.view.cluster.intern_model(m.trim()))
-                .collect();
-            ids.sort_unstable();
-            ids.dedup();
-            ids
-        });
-        let r = &req.resources;
-        Demand {
-            gpus: r.gpu,
-            milli: r.milli_per_device(),
-            cpu: r.cpu,
-            mem: r.mem,
-            tpu: r.tpu,
-            qubits: r.qubits,
-            models,
-        }
+        self.view.cluster.demand_of(req)
     }
 }
 
