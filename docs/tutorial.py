@@ -7,11 +7,13 @@
 # shows, so the tour cannot drift from the library.
 #
 # You will:
-# 1. place model replicas on a small fleet, hit a tenant quota, release and watch the queue drain;
+# 1. place model replicas on a small fleet, hit a tenant quota, raise it, release capacity and
+#    watch the queues drain;
 # 2. record decisions in an append-only Merkle audit log and prove one of them;
 # 3. simulate an OpenQASM 2 circuit and compare with the answer worked out by hand;
 # 4. sign a model directory with a post-quantum (hybrid ML-DSA) key and catch a tampered file;
-# 5. run a hybrid quantum + classical job through the coordinator.
+# 5. run a hybrid quantum + classical job through the coordinator, unsigned in simulation and
+#    signed outside it.
 #
 # Everything runs in-process and in a temporary directory: no server, no network.
 
@@ -30,7 +32,8 @@ from atom_fabric.hybrid import Coordinator
 from atom_fabric.policy import AuditLog, NoteSignerKey, SigningKey, merkle, sign_model, verify_model
 from atom_fabric.quantum import Circuit, simulate
 
-work = Path(tempfile.mkdtemp(prefix="atom-tutorial-"))
+scratch = tempfile.TemporaryDirectory(prefix="atom-tutorial-")  # removed in the last cell
+work = Path(scratch.name)
 print("working in", work)
 
 # %% [markdown]
@@ -58,9 +61,18 @@ second = fabric.schedule(request("acme", "mistral"))
 print(first["result"], second["result"])
 assert first["result"] == second["result"] == "placed"
 
+# Where did it go, and why there? Each placed replica carries the node, its device indices and
+# the score breakdown of the chosen node (each scorer's 0-100 score and its weight).
+chosen = first["placement"]["replicas"][0]
+print("llama on", chosen["node"], "devices", chosen["devices"], "among", chosen["score"]["candidates"], "candidates")
+for part in chosen["score"]["parts"]:
+    print(f"  {part['scorer']:>13}: {part['score']:6.1f} x weight {part['weight']}")
+assert chosen["node"] in ("gpu-a", "gpu-b") and chosen["score"]["candidates"] == 2
+
 # %% [markdown]
-# Each tenant has a GPU quota (`MAX_TENANT_GPUs`, 2 by default). A third GPU for `acme` waits in
-# acme's own queue with the reason; another tenant is not affected (P5: tenants are isolated).
+# A tenant without an explicit quota may use 2 GPUs (the scheduler's default; the HTTP host reads
+# it from `MAX_TENANT_GPUs`). A third GPU for `acme` waits in acme's own queue with the reason;
+# another tenant is not affected (P5: tenants are isolated).
 
 # %%
 third = fabric.schedule(request("acme", "phi"))
@@ -77,33 +89,65 @@ except errors.FabricError as e:
     print("globex asking for acme's request:", type(e).__name__)
 
 # %% [markdown]
-# Releasing a request frees its devices, and the queued request is placed at once (event
-# driven, no polling). Where did it go, and why there? The placement carries the node, the
-# device indices and the score breakdown of the chosen node.
+# Quotas are set per tenant. A quota has a `nominal` amount of each resource (GPUs in
+# milli-GPUs, CPU in millicores, memory in MiB, TPUs) and optionally a `borrow_limit` and a
+# `cohort` whose idle quota it may borrow (Kueue semantics). All four resources must be given;
+# 2**64 - 1 means unlimited. Raising acme's quota to 3 GPUs places the queued request at once:
+# a quota change, like a release or a new node, makes the scheduler retry its queues in the
+# same call (event driven, no polling).
 
 # %%
-fabric.release("acme", first["request_id"])
+UNLIMITED = 2**64 - 1
+out = fabric.set_quota("acme", {"nominal": {"gpu_milli": 3000, "cpu": UNLIMITED, "mem": UNLIMITED, "tpu": 0}})
+assert out["result"] == "quota_set"
 status = fabric.status("acme", third["request_id"])
 replica = status["placement"]["replicas"][0]
 print("phi is now", status["phase"], "on", replica["node"], "devices", replica["devices"])
 assert status["phase"] == "placed"
-# No device is handed out twice: the live placements use distinct (node, device) pairs.
-live = [fabric.status("acme", r["request_id"])["placement"]["replicas"][0] for r in (second, third)]
-live.append(fabric.status("globex", other["request_id"])["placement"]["replicas"][0])
-pairs = [(r["node"], d) for r in live for d in r["devices"]]
-assert len(pairs) == len(set(pairs)) == 3
 
-# The state survives a restart of the process (here: a second Fabric on the same directory).
+
+# %% [markdown]
+# The fleet has 4 GPUs and all of them are in use now, so globex's second request is within its
+# quota but waits for capacity. Releasing one of acme's requests frees its device, and globex's
+# request is placed in the same call.
+
+# %%
+waiting = fabric.schedule(request("globex", "t5"))
+print("globex's second:", waiting["result"], "because of", waiting["reason"])
+assert (waiting["result"], waiting["reason"]) == ("queued", "capacity")
+
+fabric.release("acme", first["request_id"])
+assert fabric.status("acme", first["request_id"])["phase"] == "completed"  # released = finished
+assert fabric.status("globex", waiting["request_id"])["phase"] == "placed"
+print("after the release:", [(r["model_id"], r["phase"]) for r in fabric.requests("globex")])
+
+# No device is handed out twice: the live placements use distinct (node, device) pairs.
+live = [r for t in ("acme", "globex") for r in fabric.requests(t) if r["phase"] == "placed"]
+pairs = [(rep["node"], d) for r in live for rep in r["placement"]["replicas"] for d in rep["devices"]]
+assert len(pairs) == len(set(pairs)) == 4
+
+# %% [markdown]
+# The fabric exports Prometheus metrics (counters of this process, labelled by tenant). Its
+# state, unlike the counters, is durable: every command is journaled before it is applied, so a
+# second `Fabric` on the same directory (a restarted process) sees exactly the same requests.
+
+# %%
+counters = [line for line in fabric.metrics_text().splitlines() if line.startswith("nf_sched_requests_total")]
+print("\n".join(counters))
+assert 'nf_sched_requests_total{phase="placed",tenant="globex"} 2' in counters
+
+before = {t: fabric.requests(t) for t in ("acme", "globex")}
 del fabric
 fabric = Fabric(data_dir=work / "fabric")
-assert fabric.status("acme", third["request_id"])["phase"] == "placed"
-print("\n".join(line for line in fabric.metrics_text().splitlines() if line.startswith("nf_sched_requests_total")))
+assert {t: fabric.requests(t) for t in ("acme", "globex")} == before
+print("after a restart:", [(r["model_id"], r["phase"]) for r in fabric.requests("acme")])
 
 # %% [markdown]
 # ## 2. An audit log you can prove things with
 #
 # Every decision can be appended to a transparency log: an RFC 6962 Merkle tree whose root is
-# published in a signed checkpoint (a C2SP signed note, here signed with Ed25519 and ML-DSA).
+# published in a signed checkpoint (a C2SP signed note, signed with Ed25519 and cosigned with
+# ML-DSA-44).
 # Anyone holding the checkpoint can check that an entry is in the log with a short proof,
 # without trusting us or reading the whole log.
 
@@ -123,11 +167,20 @@ def decision(i):
 
 for i in range(10):
     log.append(decision(i))
+
+# An entry with a raw identifier (here an e-mail address) is refused before it is written (P1).
+leaky = dict(decision(10), subject={"kind": "request", "id": "alice@example.com"})
+try:
+    log.append(leaky)
+    raise AssertionError("a raw identifier must not enter the log")
+except errors.AuditError as e:
+    print("refused:", e)
+assert log.size == 10
 note = log.checkpoint(signers)
 body, signatures = note.split("\n\n", 1)
 body = body.splitlines()
 print("\n".join(body))
-print(f"... and {len(signatures.splitlines())} signature lines (Ed25519 and ML-DSA)")
+print(f"... and {len(signatures.splitlines())} signature lines (Ed25519 and ML-DSA-44)")
 assert body[0] == ORIGIN and body[1] == "10"
 
 # %% [markdown]
@@ -150,6 +203,15 @@ forged = bytearray(leaf)
 forged[0] ^= 1
 assert not merkle.verify_inclusion(bytes(forged), 7, 10, proof["proof"], root)
 assert not merkle.verify_inclusion(leaf, 6, 10, proof["proof"], root)
+# A tampered proof (one bit of one sibling hash flipped) does not verify either.
+tampered = [bytes(h) for h in proof["proof"]]
+tampered[1] = bytes([tampered[1][0] ^ 1]) + tampered[1][1:]
+assert not merkle.verify_inclusion(leaf, 7, 10, tampered, root)
+print("a flipped leaf, a wrong index and a tampered proof are all rejected")
+
+# The log's owner can also re-check everything on disk: every record re-hashed, the tree rebuilt.
+check = log.verify()
+assert check["records"] == 10 and check["root"] == root
 log.close()
 
 # %% [markdown]
@@ -255,15 +317,61 @@ job = {
     ]},
 }
 coordinator = Coordinator(simulation=True)
-job_id = coordinator.submit(job)
+job_id_sim = coordinator.submit(job)
 coordinator.run_all()
-result = coordinator.status(job_id, tenant="acme")
+result = coordinator.status(job_id_sim, tenant="acme")
 z = result["outputs"]["z"]
 z = z[0] if isinstance(z, list) else z
 print(f"state {result['state']}: <Z> estimated {z:.4f}, exact cos(theta) = {math.cos(theta):.4f}")
 assert result["state"] == "completed"
 # 20,000 shots: the standard error of the estimate is below 0.007.
 assert abs(z - math.cos(theta)) < 0.03
+print("stages:", [(st["name"], st["target"]) for st in result["stages"]])
+
+# %% [markdown]
+# Outside simulation (`simulation=False`) the coordinator trusts only the keys it is given. An
+# unsigned job is refused; `hybrid.sign_job` wraps the payload's canonical JSON in a DSSE
+# envelope signed with the hybrid key from section 4; changing the payload after signing breaks
+# the signature; a job may only be submitted as the tenant it names (P5).
+
+# %%
+from atom_fabric import hybrid
+
+production = Coordinator(simulation=False, trusted_keys=[key.verifying_key()])
+try:
+    production.submit(job, tenant="acme")
+    raise AssertionError("an unsigned job must be refused outside simulation")
+except errors.VerificationError as e:
+    print("unsigned:", e)
+
+signed = hybrid.sign_job(job, key)
+altered = dict(signed, payload=dict(job["payload"], inputs={"theta": 0.0}))
+try:
+    production.submit(altered, tenant="acme")
+    raise AssertionError("a payload changed after signing must be refused")
+except errors.VerificationError as e:
+    print("altered after signing:", type(e).__name__)
+try:
+    production.submit(signed, tenant="globex")
+    raise AssertionError("another tenant must not submit acme's job")
+except errors.HybridError as e:
+    print("wrong tenant:", type(e).__name__)
+
+job_id = production.submit(signed, tenant="acme")
+production.run_all()
+result = production.status(job_id, tenant="acme")
+print("signed job:", result["state"], "manifest verified:", result["manifest"]["verified"])
+assert result["state"] == "completed" and result["manifest"]["verified"] is True
+# Same circuit, same seed, same shots: the same estimate as in simulation mode.
+assert result["outputs"]["z"] == coordinator.status(job_id_sim, tenant="acme")["outputs"]["z"]
+
+# %% [markdown]
+# Clean up: close the fabric's files and remove the temporary directory.
+
+# %%
+del fabric
+scratch.cleanup()
+assert not work.exists()
 
 # %% [markdown]
 # That is the tour. Next: `docs/architecture.md` for how the pieces fit, `docs/hybrid.md` for the
