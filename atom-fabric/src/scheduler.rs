@@ -311,6 +311,69 @@ pub struct Scheduler {
     cohorts: FastMap<String, (ResourceVector, ResourceVector)>,
 }
 
+/// P2 and P3 for a production deploy: a verified manifest and an approver. Without them the
+/// request is refused, or allowed-in-simulation when `simulation_mode` (shared with `pg`).
+pub(crate) fn deploy_decisions(
+    req: &ScheduleRequest,
+    simulation_mode: bool,
+) -> std::result::Result<Vec<Decision>, (PolicyId, String)> {
+    let mut out = Vec::new();
+    if !req.deploy.production {
+        return Ok(out);
+    }
+    let checks = [
+        (
+            PolicyId::P2,
+            req.deploy.manifest_verified,
+            "production deploy without a verified signed manifest",
+        ),
+        (
+            PolicyId::P3,
+            req.deploy
+                .approved_by
+                .as_deref()
+                .is_some_and(|a| !a.is_empty()),
+            "production deploy without approved_by",
+        ),
+    ];
+    for (policy, ok, why) in checks {
+        if ok {
+            out.push(Decision::Allow { policy });
+        } else if simulation_mode {
+            out.push(Decision::AllowInSimulation {
+                policy,
+                reason: why.to_string(),
+            });
+        } else {
+            return Err((policy, why.to_string()));
+        }
+    }
+    Ok(out)
+}
+
+/// P6 up front: a quantum request's memory must hold its statevector (shared with `pg`).
+pub(crate) fn budget_check(req: &ScheduleRequest) -> std::result::Result<(), (PolicyId, String)> {
+    let r = &req.resources;
+    if r.qubits > 0 {
+        // A statevector of n qubits needs 2^n complex f64 amplitudes of 16 bytes.
+        let need_mib = if r.qubits >= 60 {
+            u64::MAX
+        } else {
+            (1u64 << r.qubits).saturating_mul(16) >> 20
+        };
+        if need_mib > r.mem {
+            return Err((
+                PolicyId::P6,
+                format!(
+                    "a {}-qubit statevector needs {need_mib} MiB, the request has mem = {} MiB",
+                    r.qubits, r.mem
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 enum PlaceError {
     Quota(&'static str),
     Capacity,
@@ -634,66 +697,6 @@ impl Scheduler {
         })
     }
 
-    fn deploy_decisions(
-        &self,
-        req: &ScheduleRequest,
-    ) -> std::result::Result<Vec<Decision>, (PolicyId, String)> {
-        let mut out = Vec::new();
-        if !req.deploy.production {
-            return Ok(out);
-        }
-        let checks = [
-            (
-                PolicyId::P2,
-                req.deploy.manifest_verified,
-                "production deploy without a verified signed manifest",
-            ),
-            (
-                PolicyId::P3,
-                req.deploy
-                    .approved_by
-                    .as_deref()
-                    .is_some_and(|a| !a.is_empty()),
-                "production deploy without approved_by",
-            ),
-        ];
-        for (policy, ok, why) in checks {
-            if ok {
-                out.push(Decision::Allow { policy });
-            } else if self.config.simulation_mode {
-                out.push(Decision::AllowInSimulation {
-                    policy,
-                    reason: why.to_string(),
-                });
-            } else {
-                return Err((policy, why.to_string()));
-            }
-        }
-        Ok(out)
-    }
-
-    fn budget_check(&self, req: &ScheduleRequest) -> std::result::Result<(), (PolicyId, String)> {
-        let r = &req.resources;
-        if r.qubits > 0 {
-            // A statevector of n qubits needs 2^n complex f64 amplitudes of 16 bytes.
-            let need_mib = if r.qubits >= 60 {
-                u64::MAX
-            } else {
-                (1u64 << r.qubits).saturating_mul(16) >> 20
-            };
-            if need_mib > r.mem {
-                return Err((
-                    PolicyId::P6,
-                    format!(
-                        "a {}-qubit statevector needs {need_mib} MiB, the request has mem = {} MiB",
-                        r.qubits, r.mem
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    }
-
     fn demand_of(&mut self, req: &ScheduleRequest) -> Demand {
         self.state.cluster.demand_of(req)
     }
@@ -713,11 +716,11 @@ impl Scheduler {
                 phase: r.phase,
             });
         }
-        let mut decisions = match self.deploy_decisions(&req) {
+        let mut decisions = match deploy_decisions(&req, self.config.simulation_mode) {
             Ok(d) => d,
             Err((policy, reason)) => return Err(self.reject(&tenant, policy, reason, now_ms)),
         };
-        if let Err((policy, reason)) = self.budget_check(&req) {
+        if let Err((policy, reason)) = budget_check(&req) {
             return Err(self.reject(&tenant, policy, reason, now_ms));
         }
         let demand = self.demand_of(&req);

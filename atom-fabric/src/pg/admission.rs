@@ -51,37 +51,9 @@ pub fn admission_check(
     quota: &Quota,
 ) -> Result<()> {
     req.validate()?;
-    if req.deploy.production && !config.simulation_mode {
-        if !req.deploy.manifest_verified {
-            return Err(FabricError::PolicyDenied {
-                policy: PolicyId::P2,
-                reason: "production deploy without a verified signed manifest".into(),
-            });
-        }
-        if req.deploy.approved_by.as_deref().is_none_or(str::is_empty) {
-            return Err(FabricError::PolicyDenied {
-                policy: PolicyId::P3,
-                reason: "production deploy without approved_by".into(),
-            });
-        }
-    }
-    let r = &req.resources;
-    if r.qubits > 0 {
-        let need_mib = if r.qubits >= 60 {
-            u64::MAX
-        } else {
-            (1u64 << r.qubits).saturating_mul(16) >> 20
-        };
-        if need_mib > r.mem {
-            return Err(FabricError::PolicyDenied {
-                policy: PolicyId::P6,
-                reason: format!(
-                    "a {}-qubit statevector needs {need_mib} MiB, the request has mem = {} MiB",
-                    r.qubits, r.mem
-                ),
-            });
-        }
-    }
+    let denied = |(policy, reason)| FabricError::PolicyDenied { policy, reason };
+    crate::scheduler::deploy_decisions(req, config.simulation_mode).map_err(denied)?;
+    crate::scheduler::budget_check(req).map_err(denied)?;
     let total = request_total(req);
     let ceiling = quota.ceiling();
     if let Some(i) = (0..4).find(|&i| total.get(i) > ceiling.get(i)) {
