@@ -8,7 +8,9 @@ use atom_fabric::hybrid::{
     CatalogModel, Coordinator as CoreCoordinator, CoordinatorConfig, JobMode, JobStatement,
     JobSubmission, Pipeline, QuantumTarget,
 };
+use atom_fabric::runtime::{LoadedModel, Runtime, RuntimeError, Tensor};
 use atom_policy::keyring::{KeyRing, KeyStatus, TrustedKey};
+use numpy::PyArrayMethods;
 use pyo3::prelude::*;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -52,6 +54,74 @@ impl atom_quantum::QuantumBackend for PyProvider {
             seconds: started.elapsed().as_secs_f64(),
             metadata: BTreeMap::new(),
         })
+    }
+}
+
+/// A neural runtime implemented in Python: `load(path: str)` returns a callable that maps a list
+/// of float32 numpy arrays to a list of array-likes. Calls take the GIL for their duration only.
+struct PyRuntime {
+    framework: String,
+    load: Py<PyAny>,
+}
+
+struct PyLoadedModel {
+    framework: String,
+    model: Py<PyAny>,
+}
+
+impl Runtime for PyRuntime {
+    fn load(&self, model: &std::path::Path) -> Result<Arc<dyn LoadedModel>, RuntimeError> {
+        let err = |reason: String| RuntimeError::Load {
+            framework: self.framework.clone(),
+            model: model.display().to_string(),
+            reason,
+        };
+        let loaded = Python::attach(|py| -> PyResult<Py<PyAny>> {
+            let m = self.load.call1(py, (model.display().to_string(),))?;
+            if !m.bind(py).is_callable() {
+                return Err(pyo3::exceptions::PyTypeError::new_err(
+                    "load() must return a callable",
+                ));
+            }
+            Ok(m)
+        })
+        .map_err(|e| err(e.to_string()))?;
+        Ok(Arc::new(PyLoadedModel {
+            framework: self.framework.clone(),
+            model: loaded,
+        }))
+    }
+}
+
+impl LoadedModel for PyLoadedModel {
+    fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, RuntimeError> {
+        let err = |reason: String| RuntimeError::Run {
+            framework: self.framework.clone(),
+            reason,
+        };
+        Python::attach(|py| -> PyResult<Vec<Tensor>> {
+            let mut arrays = Vec::with_capacity(inputs.len());
+            for t in inputs {
+                let a = numpy::ndarray::ArrayD::from_shape_vec(t.shape.clone(), t.data.clone())
+                    .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
+                arrays.push(numpy::PyArrayDyn::from_owned_array(py, a));
+            }
+            let out = self.model.call1(py, (arrays,))?;
+            let np = py.import("numpy")?;
+            let mut tensors = Vec::new();
+            for item in out.bind(py).try_iter()? {
+                let a = np.call_method1("ascontiguousarray", (item?, "float32"))?;
+                let a = a.cast::<numpy::PyArrayDyn<f32>>()?;
+                let ro = a.readonly();
+                let view = ro.as_array();
+                tensors.push(Tensor {
+                    shape: view.shape().to_vec(),
+                    data: view.iter().copied().collect(),
+                });
+            }
+            Ok(tensors)
+        })
+        .map_err(|e| err(e.to_string()))
     }
 }
 
@@ -155,6 +225,42 @@ impl Coordinator {
                 .add_quantum(QuantumTarget::provider(backend, max_qubits));
             Ok(())
         })
+    }
+
+    /// Registers a neural runtime under `framework`: `load(path)` returns a callable taking a list
+    /// of float32 numpy arrays and returning a list of arrays (see `hybrid.onnxruntime_runtime`).
+    /// Models registered with that framework load through it; a load or run that raises fails
+    /// the stage with the Python error's text.
+    fn register_runtime(
+        &self,
+        py: Python<'_>,
+        framework: &str,
+        load: Py<PyAny>,
+    ) -> Result<(), BindError> {
+        if !load.bind(py).is_callable() {
+            return Err(BindError::Value(format!(
+                "runtime {framework}: load is not callable"
+            )));
+        }
+        if framework.is_empty() || framework == "auto" {
+            return Err(BindError::Value(format!(
+                "framework name {framework:?} is empty or reserved"
+            )));
+        }
+        let rt = Arc::new(PyRuntime {
+            framework: framework.to_owned(),
+            load,
+        });
+        self.with(|c| {
+            c.register_runtime(framework, rt);
+            Ok(())
+        })
+    }
+
+    /// The frameworks neural stages can use: `[{"name", "available", "version", "mock"}]`.
+    fn frameworks<'py>(&self, py: Python<'py>) -> Result<Bound<'py, PyAny>, BindError> {
+        let detected = self.with(|c| Ok(c.runtimes().detect()))?;
+        from_json(py, &detected)
     }
 
     /// Makes a model file loadable by neural stages under `name`.

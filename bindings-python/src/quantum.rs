@@ -3,7 +3,8 @@
 
 use crate::errors::BindError;
 use atom_quantum::{
-    Circuit as CoreCircuit, PauliSum, Precision, SimOptions, SimResult, StateVector,
+    Circuit as CoreCircuit, Complex64, GateKind, Operation, PauliSum, Precision, SimOptions,
+    SimResult, StateVector,
 };
 use numpy::PyArray1;
 use numpy::ndarray::ArrayView1;
@@ -120,6 +121,52 @@ impl Circuit {
         slf
     }
 
+    /// The instructions in order, as tuples `(name, qubits, clbits, params, condition)`: `name` is
+    /// the gate's Qiskit name (or `measure`, `reset`, `barrier`), `params` the bound values, and
+    /// `condition` is `None` or `(clbits, value)` for `if (creg == value)` over the register's
+    /// clbits (bit 0 least significant). Raises `ValueError` while parameters are unbound.
+    #[allow(clippy::type_complexity)]
+    fn instructions(&self) -> Result<Vec<InstructionTuple>, BindError> {
+        let cregs = self.0.cregs();
+        self.0
+            .instructions()
+            .iter()
+            .map(|ins| {
+                let (name, params) = match &ins.op {
+                    Operation::Gate { kind, params } => {
+                        let values = params
+                            .iter()
+                            .map(|p| {
+                                p.as_f64().ok_or_else(|| {
+                                    BindError::Value(format!(
+                                        "{}: parameter is unbound; bind() first",
+                                        kind.name()
+                                    ))
+                                })
+                            })
+                            .collect::<Result<Vec<f64>, BindError>>()?;
+                        (kind.name().to_owned(), values)
+                    }
+                    Operation::Measure => ("measure".to_owned(), Vec::new()),
+                    Operation::Reset => ("reset".to_owned(), Vec::new()),
+                    Operation::Barrier => ("barrier".to_owned(), Vec::new()),
+                };
+                let condition = ins.condition.and_then(|c| {
+                    cregs
+                        .get(c.creg)
+                        .map(|r| ((r.start..r.start + r.size).collect(), c.value))
+                });
+                Ok((
+                    name,
+                    ins.qubits.clone(),
+                    ins.clbits.clone(),
+                    params,
+                    condition,
+                ))
+            })
+            .collect()
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "Circuit(num_qubits={}, num_clbits={}, instructions={})",
@@ -128,6 +175,57 @@ impl Circuit {
             self.0.instructions().len()
         )
     }
+}
+
+type InstructionTuple = (
+    String,
+    Vec<usize>,
+    Vec<usize>,
+    Vec<f64>,
+    Option<(Vec<usize>, u64)>,
+);
+
+/// The unitary of gate `name` (a Qiskit name, as [`Circuit::instructions`] gives it) with `params`
+/// over `num_qubits` qubits (needed for `mcx` only), as a complex128 matrix, little-endian over the
+/// gate's arguments: argument 0 is the least significant bit of the row and column index (Qiskit's
+/// convention).
+#[pyfunction]
+#[pyo3(signature = (name, params = Vec::new(), num_qubits = None))]
+pub fn gate_matrix<'py>(
+    py: Python<'py>,
+    name: &str,
+    params: Vec<f64>,
+    num_qubits: Option<usize>,
+) -> Result<Bound<'py, numpy::PyArray2<Complex64>>, BindError> {
+    let kind = match (name, num_qubits) {
+        ("mcx", Some(n)) if (2..=u8::MAX as usize).contains(&n) => GateKind::Mcx((n - 1) as u8),
+        ("mcx", _) => {
+            return Err(BindError::Value(
+                "mcx needs num_qubits (controls + 1, at least 2)".into(),
+            ));
+        }
+        _ => GateKind::from_name(name)
+            .ok_or_else(|| BindError::Value(format!("unknown gate {name:?}")))?,
+    };
+    if params.len() != kind.num_params() {
+        return Err(BindError::Value(format!(
+            "{name} takes {} parameter(s), got {}",
+            kind.num_params(),
+            params.len()
+        )));
+    }
+    if let Some(n) = num_qubits
+        && n != kind.num_qubits()
+    {
+        return Err(BindError::Value(format!(
+            "{name} acts on {} qubit(s), not {n}",
+            kind.num_qubits()
+        )));
+    }
+    let dim = 1usize << kind.num_qubits();
+    let m = numpy::ndarray::Array2::from_shape_vec((dim, dim), kind.matrix(&params))
+        .map_err(|e| BindError::Value(e.to_string()))?;
+    Ok(numpy::PyArray2::from_owned_array(py, m))
 }
 
 /// The result of a simulation. It owns the amplitudes; `statevector` is a read-only numpy view
@@ -247,5 +345,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Circuit>()?;
     m.add_class::<SimulationResult>()?;
     m.add_function(wrap_pyfunction!(simulate, m)?)?;
+    m.add_function(wrap_pyfunction!(gate_matrix, m)?)?;
     Ok(())
 }

@@ -114,3 +114,59 @@ def test_simulation_releases_the_gil():
     # A simulation holding the GIL would leave this thread at most a tick or two.
     assert elapsed[0] > 0.02, "simulation too short to tell"
     assert ticks >= 10, (ticks, elapsed)
+
+
+def test_instructions_and_gate_matrices_match_qiskit():
+    from qiskit import QuantumCircuit
+    from qiskit.quantum_info import Operator
+
+    from atom_fabric.quantum import gate_matrix
+
+    qasm = ('OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[3];\ncreg c[2];\nu3(0.1,0.2,0.3) q[2];\n'
+            'crx(0.5) q[1],q[0];\nccx q[0],q[1],q[2];\nbarrier q;\nmeasure q[2] -> c[0];\nreset q[1];\n'
+            'if(c==1) x q[0];\n')
+    ins = Circuit.from_qasm(qasm).instructions()
+    assert ins == [
+        ("u3", [2], [], [0.1, 0.2, 0.3], None),
+        ("crx", [1, 0], [], [0.5], None),
+        ("ccx", [0, 1, 2], [], [], None),
+        ("barrier", [0, 1, 2], [], [], None),
+        ("measure", [2], [0], [], None),
+        ("reset", [1], [], [], None),
+        ("x", [0], [], [], ([0, 1], 1)),
+    ]
+    # Every gate of a Qiskit-written circuit: our matrix equals Qiskit's operator for that gate.
+    names = ["id", "x", "y", "z", "h", "s", "sdg", "t", "tdg", "sx", "sxdg", "rx", "ry", "rz", "p",
+             "u1", "u2", "u3", "u", "cx", "cy", "cz", "ch", "swap", "crx", "cry", "crz", "cu1", "cp",
+             "cu3", "cu", "csx", "rxx", "rzz", "ccx", "cswap", "rccx", "c3x", "c3sqrtx", "rc3x", "c4x"]
+    rng = np.random.default_rng(3)
+    for name in names:
+        k, nq, np_ = _qelib_arity(name)
+        params = [float(v) for v in rng.uniform(-3, 3, np_)]
+        src = (f'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[{nq}];\n{name}'
+               + (f"({','.join(map(repr, params))})" if params else "")
+               + " " + ",".join(f"q[{i}]" for i in range(nq)) + ";\n")
+        ((got_name, qubits, _, got_params, _),) = Circuit.from_qasm(src).instructions()
+        assert (got_name, qubits) == (k, list(range(nq))), name
+        ours = gate_matrix(got_name, got_params, nq)
+        assert ours.dtype == np.complex128
+        np.testing.assert_allclose(ours, Operator(QuantumCircuit.from_qasm_str(src)).data, atol=1e-12, err_msg=name)
+    with pytest.raises(ValueError, match="unknown gate"):
+        gate_matrix("nope", [])
+    with pytest.raises(ValueError, match="takes 1 parameter"):
+        gate_matrix("rx", [])
+    with pytest.raises(ValueError, match="needs num_qubits"):
+        gate_matrix("mcx", [])
+
+
+def _qelib_arity(name: str) -> tuple[str, int, int]:
+    """(name as we report it, qubits, parameters) of a qelib1 gate."""
+    table = {"id": (1, 0), "x": (1, 0), "y": (1, 0), "z": (1, 0), "h": (1, 0), "s": (1, 0), "sdg": (1, 0),
+             "t": (1, 0), "tdg": (1, 0), "sx": (1, 0), "sxdg": (1, 0), "rx": (1, 1), "ry": (1, 1),
+             "rz": (1, 1), "p": (1, 1), "u1": (1, 1), "u2": (1, 2), "u3": (1, 3), "u": (1, 3),
+             "cx": (2, 0), "cy": (2, 0), "cz": (2, 0), "ch": (2, 0), "swap": (2, 0), "crx": (2, 1),
+             "cry": (2, 1), "crz": (2, 1), "cu1": (2, 1), "cp": (2, 1), "cu3": (2, 3), "cu": (2, 4),
+             "csx": (2, 0), "rxx": (2, 1), "rzz": (2, 1), "ccx": (3, 0), "cswap": (3, 0),
+             "rccx": (3, 0), "c3x": (4, 0), "c3sqrtx": (4, 0), "rc3x": (4, 0), "c4x": (5, 0)}
+    nq, np_ = table[name]
+    return name, nq, np_

@@ -341,6 +341,18 @@ impl Coordinator {
         self
     }
 
+    /// Registers (or replaces) a runtime under `framework` in this coordinator's registry and
+    /// drops the models it had already loaded, so the next neural stage loads them afresh.
+    pub fn register_runtime(&mut self, framework: &str, runtime: Arc<dyn crate::runtime::Runtime>) {
+        self.runtimes.register(framework, runtime);
+        self.loaded.clear();
+    }
+
+    /// The runtime registry neural stages load models through.
+    pub fn runtimes(&self) -> &RuntimeRegistry {
+        &self.runtimes
+    }
+
     /// The metrics.
     pub fn telemetry(&self) -> &QuantumTelemetry {
         &self.telemetry

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from os import PathLike
-from typing import Any, Callable, Mapping, Sequence, Union, final
+from typing import Any, Callable, Mapping, Optional, Sequence, Union, final
 
 import numpy as np
 import numpy.typing as npt
@@ -151,6 +151,11 @@ class Circuit:
     def cz(self, control: int, target: int) -> Circuit: ...
     def measure(self, q: int, c: int) -> Circuit: ...
     def measure_all(self) -> Circuit: ...
+    def instructions(
+        self,
+    ) -> list[tuple[str, list[int], list[int], list[float], Optional[tuple[list[int], int]]]]: ...
+
+def gate_matrix(name: str, params: Sequence[float] = ..., num_qubits: int | None = None) -> npt.NDArray[np.complex128]: ...
 
 @final
 class SimulationResult:
@@ -180,6 +185,10 @@ class Coordinator:
     def register_provider(
         self, name: str, run: Callable[[str, int, int | None], Mapping[str, int]], max_qubits: int = 32
     ) -> None: ...
+    def register_runtime(
+        self, framework: str, load: Callable[[str], Callable[[list[npt.NDArray[np.float32]]], Sequence[Any]]]
+    ) -> None: ...
+    def frameworks(self) -> list[dict[str, Any]]: ...
     def register_model(self, name: str, path: _Path, framework: str = "onnx") -> None: ...
     def register_pipeline(
         self, name: str, pipeline: Mapping[str, object] | str, mode: str, default: bool = False

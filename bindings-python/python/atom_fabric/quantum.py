@@ -14,6 +14,6 @@ keys put clbit 0 rightmost.
 dtype('complex128')
 """
 
-from atom_fabric._native import Circuit, SimulationResult, simulate
+from atom_fabric._native import Circuit, SimulationResult, gate_matrix, simulate
 
-__all__ = ["Circuit", "SimulationResult", "simulate"]
+__all__ = ["Circuit", "SimulationResult", "gate_matrix", "simulate"]
