@@ -50,6 +50,15 @@ test-python: venv python-dev
 	# The documents name these files test_H.2_end2end.py: importable only in importlib mode.
 	ATOM_BIN=$(ATOM_BIN) $(VPY) -m pytest -q --import-mode=importlib tests/integration
 	cd bindings-python && ../$(VPY) -m mypy.stubtest atom_fabric --allowlist stubtest-allowlist.txt --mypy-config-file mypy.ini
+	# `pip install ./bindings-python` as a user runs it (PEP 517: maturin in an isolated build env)
+	# into a fresh venv, then used from there. The dev profile reuses the debug build above; a plain
+	# `pip install` builds the same package in release.
+	rm -rf target/pip-venv && $(PYTHON) -m venv target/pip-venv
+	MATURIN_PEP517_ARGS="--profile dev" target/pip-venv/bin/pip install --disable-pip-version-check --progress-bar off -q ./bindings-python
+	cd target && pip-venv/bin/python -c "import atom_fabric, numpy as np; from atom_fabric import quantum; \
+	  sv = quantum.simulate(quantum.Circuit(2).h(0).cx(0, 1)).statevector; \
+	  assert atom_fabric.__file__.startswith('$(CURDIR)/target/pip-venv/'), atom_fabric.__file__; \
+	  assert np.allclose(np.abs(sv) ** 2, [0.5, 0, 0, 0.5]), sv"
 
 ## bench: every benchmark (criterion, one-shot benches, side by side with peers) -> docs/benchmarks.md.
 bench:

@@ -24,6 +24,7 @@
 //! assert_eq!(out[0].data, vec![3.0]);
 //! ```
 
+pub use crate::autoscale::feed::ReplicaReport;
 use crate::model::{NodeSpec, RequestId};
 use crate::runtime::{Loaded, RuntimeError, RuntimeRegistry, Tensor};
 use crate::scheduler::Command;
@@ -35,6 +36,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 /// Why an agent operation failed.
@@ -156,6 +158,17 @@ struct Replica {
     spec: LaunchSpec,
     loaded: Loaded,
     labels: ReplicaLabels,
+    stats: ReplicaStats,
+}
+
+/// Counters for the report to the fabric (the Prometheus families above are for scraping).
+#[derive(Default)]
+struct ReplicaStats {
+    requests: AtomicU64,
+    latency_sum_us: AtomicU64,
+    /// Cumulative counts per bound of [`crate::autoscale::feed::LATENCY_BOUNDS_MS`], plus +Inf.
+    buckets: [AtomicU64; crate::autoscale::feed::LATENCY_BOUNDS_MS.len() + 1],
+    in_flight: AtomicU64,
 }
 
 /// A node agent.
@@ -297,6 +310,7 @@ impl NodeAgent {
                 spec: spec.clone(),
                 loaded,
                 labels,
+                stats: ReplicaStats::default(),
             },
         );
         Ok(Launched {
@@ -353,14 +367,61 @@ impl NodeAgent {
             .ok_or_else(|| AgentError::NotRunning(id.to_owned()))?;
         let gauge = self.in_flight.get_or_create(&r.labels);
         gauge.inc();
+        r.stats.in_flight.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let out = r.loaded.model.run(inputs);
+        let elapsed = started.elapsed();
         gauge.dec();
+        r.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.latency
             .get_or_create(&r.labels)
-            .observe(started.elapsed().as_secs_f64());
+            .observe(elapsed.as_secs_f64());
         self.requests.get_or_create(&r.labels).inc();
+        let ms = elapsed.as_secs_f64() * 1e3;
+        r.stats.requests.fetch_add(1, Ordering::Relaxed);
+        r.stats
+            .latency_sum_us
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        let bucket = crate::autoscale::feed::LATENCY_BOUNDS_MS
+            .iter()
+            .position(|&b| ms <= b)
+            .unwrap_or(crate::autoscale::feed::LATENCY_BOUNDS_MS.len());
+        r.stats.buckets[bucket].fetch_add(1, Ordering::Relaxed);
         Ok(out?)
+    }
+
+    /// What this node's replicas report to the fabric at `now_ms`: cumulative requests, latency
+    /// sum and histogram, and requests in flight (the autoscaler's inputs, see
+    /// [`crate::autoscale::feed::ReplicaFeed`]).
+    pub fn report(&self, now_ms: u64) -> Vec<ReplicaReport> {
+        self.replicas
+            .iter()
+            .map(|(id, r)| {
+                let mut cumulative = 0;
+                let latency_buckets = r
+                    .stats
+                    .buckets
+                    .iter()
+                    .map(|b| {
+                        cumulative += b.load(Ordering::Relaxed);
+                        cumulative
+                    })
+                    .collect();
+                ReplicaReport {
+                    node: self.spec.id.clone(),
+                    replica_id: id.clone(),
+                    request_id: r.spec.request,
+                    tenant_id: r.spec.tenant_id.clone(),
+                    model_id: r.spec.model_id.clone(),
+                    model_version: r.spec.model_version.clone(),
+                    at_ms: now_ms,
+                    requests_total: r.stats.requests.load(Ordering::Relaxed),
+                    latency_sum_ms: r.stats.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e3,
+                    latency_buckets,
+                    in_flight: r.stats.in_flight.load(Ordering::Relaxed),
+                }
+            })
+            .collect()
     }
 
     /// Requests served by replica `id`.

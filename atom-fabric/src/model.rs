@@ -520,6 +520,9 @@ pub struct RequestStatus {
     pub model_id: String,
     /// Model version.
     pub model_version: String,
+    /// Replicas asked for (placed all or none).
+    #[serde(default)]
+    pub replicas: u32,
     /// Current phase.
     pub phase: Phase,
     /// Why it waits, when queued.

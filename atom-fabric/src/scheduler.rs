@@ -14,7 +14,7 @@ use crate::error::{FabricError, Result};
 use crate::event::{Event, EventKind, EvictReason};
 use crate::model::{
     Constraints, NodeSpec, Phase, Placement, QueueReason, ReplicaPlacement, RequestId,
-    RequestStatus, ScheduleRequest,
+    RequestStatus, Resources, ScheduleRequest,
 };
 use crate::quota::{Quota, RESOURCES, ResourceVector};
 use crate::scoring::{LatencyTable, ScoreContext, ScoreScratch, ScoreWeights, ScorerSet};
@@ -1585,6 +1585,7 @@ impl Scheduler {
             tenant_id: r.tenant.to_string(),
             model_id: r.model_id.to_string(),
             model_version: r.model_version.to_string(),
+            replicas: r.replicas,
             phase: r.phase,
             queue_reason: if r.phase == Phase::Queued {
                 r.reason
@@ -1627,6 +1628,39 @@ impl Scheduler {
             .tenants
             .get(tenant_id)
             .map(|t| (t.quota.clone(), t.usage))
+    }
+
+    /// How many more replicas of `resources` the tenant's quota admits now (its nominal quota,
+    /// its borrow limit and its cohort's idle quota), up to `cap`. A tenant not seen yet has the
+    /// default quota and no use.
+    pub fn quota_headroom(&self, tenant_id: &str, resources: &Resources, cap: u32) -> u32 {
+        let per = ResourceVector {
+            gpu_milli: resources.gpu_milli_total(),
+            cpu: resources.cpu,
+            mem: resources.mem,
+            tpu: u64::from(resources.tpu),
+        };
+        let admits = |k: u32| -> bool {
+            let add = per.times(u64::from(k));
+            if self.state.tenants.contains_key(tenant_id) {
+                self.quota_check(tenant_id, &add).is_ok()
+            } else {
+                Quota::gpus(self.config.max_tenant_gpus)
+                    .admits(&ResourceVector::ZERO, &add)
+                    .is_ok()
+            }
+        };
+        // Admission is monotone in the amount added: binary search the largest k admitted.
+        let (mut lo, mut hi) = (0u32, cap);
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            if admits(mid) {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        lo
     }
 
     /// A tenant's queue length.

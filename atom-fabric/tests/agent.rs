@@ -99,6 +99,47 @@ fn launch_placed_replica_and_serve() {
         }
     }
     assert_eq!(agent.requests_served(&launched.id), 3);
+
+    // The agent reports the replica's counters back to the fabric: the controller's feed turns
+    // them into the set's observation (3 requests in the interval, nothing in flight now).
+    let reports = agent.report(5_000);
+    assert_eq!(reports.len(), 1);
+    let r = &reports[0];
+    assert_eq!(
+        (r.requests_total, r.in_flight, r.request_id),
+        (3, 0, request_id)
+    );
+    assert_eq!(r.latency_buckets.last(), Some(&3));
+    assert!(r.latency_sum_ms > 0.0);
+    let mut controller = atom_fabric::autoscale::controller::Controller::new(60_000);
+    controller
+        .add_set(atom_fabric::autoscale::controller::ReplicaSetSpec {
+            tenant_id: "t1".into(),
+            model_id: "mlp".into(),
+            model_version: "v1".into(),
+            resources: Resources {
+                gpu: 1,
+                cpu: 1_000,
+                mem: 1_024,
+                ..Default::default()
+            },
+            config: Default::default(),
+        })
+        .unwrap();
+    let mut earlier = r.clone();
+    earlier.at_ms = 4_000;
+    earlier.requests_total = 0;
+    earlier.latency_sum_ms = 0.0;
+    earlier.latency_buckets = vec![0; r.latency_buckets.len()];
+    controller.ingest(earlier).unwrap();
+    controller.ingest(r.clone()).unwrap();
+    let plan = controller.plan(fabric.scheduler(), 5_000);
+    assert_eq!(plan[0].decision.current, 1, "the placed replica counts");
+    assert_eq!(
+        plan[0].decision.action, "hold",
+        "{:?}",
+        plan[0].decision.reasons
+    );
     let mut reg = prometheus_client::registry::Registry::default();
     agent.register_metrics(&mut reg);
     let mut text = String::new();

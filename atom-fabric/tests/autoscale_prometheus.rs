@@ -26,6 +26,18 @@ async fn query(Query(q): Query<HashMap<String, String>>) -> impl IntoResponse {
                 {"metric": {}, "value": [1700000000.0, "1.25"]}
             ]}
         }),
+        // The controller's own queries for set t1/m1 over the node agents' metrics.
+        r#"sum(nf_replica_queue_depth{tenant="t1",model="m1"})"# => serde_json::json!({
+            "status": "success",
+            "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1700000000.0, "14"]}]}
+        }),
+        r#"histogram_quantile(0.95, sum by (le) (rate(nf_replica_latency_seconds_bucket{tenant="t1",model="m1"}[1m])))"# =>
+        {
+            serde_json::json!({
+                "status": "success",
+                "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1700000000.0, "0.3"]}]}
+            })
+        }
         "empty" => {
             serde_json::json!({"status": "success", "data": {"resultType": "vector", "result": []}})
         }
@@ -100,4 +112,45 @@ fn unreachable_prometheus_is_a_transport_error() {
         c.query_sum("up"),
         Err(PromError::Transport { .. })
     ));
+}
+
+#[test]
+fn the_controller_plans_from_prometheus_and_reports_failed_sets() {
+    use atom_fabric::autoscale::controller::{Controller, ReplicaSetSpec, prometheus_queries};
+    use atom_fabric::{Resources, Scheduler, SchedulerConfig};
+    let (url, _rt) = server();
+    let client = PromClient::new(&url, Duration::from_secs(5));
+    let mut c = Controller::new(30_000);
+    let set = |model: &str| ReplicaSetSpec {
+        tenant_id: "t1".into(),
+        model_id: model.into(),
+        model_version: "v1".into(),
+        resources: Resources {
+            cpu: 500,
+            mem: 512,
+            ..Default::default()
+        },
+        config: AutoscalerConfig {
+            target_per_replica: 4.0,
+            max_replicas: 50,
+            ..Default::default()
+        },
+    };
+    c.add_set(set("m1")).unwrap();
+    c.add_set(set("m2")).unwrap(); // the fake does not know its queries: a failed set
+    let failed = c.observe_prometheus(&client, 60_000);
+    assert_eq!(failed.len(), 1);
+    assert_eq!((failed[0].0.as_str(), failed[0].1.as_str()), ("t1", "m2"));
+    let s = Scheduler::new(SchedulerConfig::default());
+    let plan = c.plan(&s, 60_000);
+    // 14 in flight at 4 per replica: 4 replicas for m1; nothing observed for m2.
+    assert_eq!(
+        plan[0].decision.desired, 4,
+        "{:?}",
+        plan[0].decision.reasons
+    );
+    assert_eq!(plan[1].decision.desired, 1); // min_replicas
+    // Label values are escaped as PromQL strings.
+    let (q, _) = prometheus_queries("a\"b", "m");
+    assert_eq!(q, r#"sum(nf_replica_queue_depth{tenant="a\"b",model="m"})"#);
 }

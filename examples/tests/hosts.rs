@@ -295,6 +295,8 @@ fn no_client_input_gets_a_server_error() {
         (h.scheduler, "/node/register"),
         (h.scheduler, "/resources/register"),
         (h.scheduler, "/node/launch"),
+        (h.scheduler, "/node/metrics"),
+        (h.scheduler, "/autoscale/sets"),
         (h.scheduler, "/schedule/req-1/release"),
         (h.agent, "/agent/submit"),
     ];
@@ -387,4 +389,144 @@ fn bounded_concurrent_load_is_fully_answered() {
     assert_eq!(total.get(&202), Some(&80), "{total:?}");
     let (_, res) = http(h.scheduler, "GET", "/resources", &[], b"");
     assert_eq!(res["allocated"]["gpu_milli"], 32_000);
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn report(at_ms: u64, requests: u64, in_flight: u64) -> Value {
+    // 17 cumulative buckets (16 bounds + Inf); every request took 40 ms (<= the 50 ms bound).
+    let buckets: Vec<u64> = (0..17).map(|i| if i >= 6 { requests } else { 0 }).collect();
+    json!({"node": "n0", "replica_id": "1-0", "request_id": 1, "tenant_id": "t1", "model_id": "m1",
+           "model_version": "v1", "at_ms": at_ms, "requests_total": requests,
+           "latency_sum_ms": requests as f64 * 40.0, "latency_buckets": buckets, "in_flight": in_flight})
+}
+
+#[test]
+fn autoscaling_from_pushed_replica_metrics_is_planned_applied_audited_and_persisted() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("SIMULATION_MODE", "true"),
+        ("PQC_MODE", "off"),
+        ("MAX_TENANT_GPUs", "3"),
+        ("ATOM_AUTOSCALE_INTERVAL_S", "0"),
+    ];
+    let h = start(dir.path(), &env);
+    let (s, _) = post(
+        h.scheduler,
+        "/node/register",
+        None,
+        &json!({"node_id": "n0", "gpus": 8}),
+    );
+    assert_eq!(s, 201);
+    let set = |model: &str, dry_run: bool| {
+        json!({"tenant_id": "t1", "model_id": model, "model_version": "v1", "resources": {"gpu": 1},
+               "config": {"min_replicas": 0, "max_replicas": 10, "target_per_replica": 2.0, "dry_run": dry_run}})
+    };
+    let (s, v) = post(h.scheduler, "/autoscale/sets", None, &set("m1", false));
+    assert_eq!(s, 201, "{v}");
+    assert!(v["audit_index"].is_u64());
+    let (s, _) = post(h.scheduler, "/autoscale/sets", None, &set("m2", true));
+    assert_eq!(s, 201);
+    // Invalid sets and reports: 422 naming what is wrong, nothing kept.
+    let mut bad = set("m3", false);
+    bad["config"]["max_replicas"] = json!(0);
+    bad["config"]["min_replicas"] = json!(2);
+    let (s, v) = post(h.scheduler, "/autoscale/sets", None, &bad);
+    assert_eq!(s, 422, "{v}");
+    let mut r = report(now_ms(), 10, 1);
+    r["latency_buckets"] = json!([1, 2]);
+    let (s, v) = post(h.scheduler, "/node/metrics", None, &json!({"reports": [r]}));
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (422, Some("reports[0]")),
+        "{v}"
+    );
+
+    // The node agent reports: 9 in flight, 200 requests/s of 40 ms (8 busy slots) -> 5 replicas
+    // wanted at 2 per replica; the tenant's quota of 3 GPUs caps it (P6).
+    let t = now_ms();
+    let (s, v) = post(
+        h.scheduler,
+        "/node/metrics",
+        None,
+        &json!({"reports": [report(t - 1_000, 0, 0), report(t, 200, 9)]}),
+    );
+    assert_eq!((s, v["reports"].as_u64()), (202, Some(2)), "{v}");
+    let (s, plan) = http(h.scheduler, "GET", "/autoscale/plan", &[], b"");
+    assert_eq!(s, 200, "{plan}");
+    let m1 = plan["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["model_id"] == "m1")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            m1["decision"]["current"].as_u64(),
+            m1["decision"]["desired"].as_u64()
+        ),
+        (Some(0), Some(3)),
+        "{m1}"
+    );
+    assert!(
+        m1["decision"]["reasons"].to_string().contains("quota"),
+        "{m1}"
+    );
+    assert_eq!(m1["applied"], false);
+    let (_, res) = http(h.scheduler, "GET", "/resources", &[], b"");
+    assert!(
+        res["tenants"]["t1"].is_null() || res["tenants"]["t1"]["quota_usage"][1]["gpu_milli"] == 0,
+        "{res}"
+    );
+
+    // Reconcile applies m1 (dry_run false) through the scheduler and audits it; m2 stays a plan.
+    let (s, v) = http(h.scheduler, "POST", "/autoscale/reconcile", &[], b"");
+    assert_eq!(s, 200, "{v}");
+    let acts = v["actions"].as_array().unwrap();
+    let m1 = acts.iter().find(|a| a["model_id"] == "m1").unwrap();
+    let m2 = acts.iter().find(|a| a["model_id"] == "m2").unwrap();
+    assert_eq!(
+        (m1["applied"].as_bool(), m2["applied"].as_bool()),
+        (Some(true), Some(false)),
+        "{v}"
+    );
+    assert_eq!(m1["errors"], json!([]));
+    let idx = m1["audit_index"].as_u64().unwrap();
+    let (s, proof) = http(h.scheduler, "GET", &format!("/audit/proof/{idx}"), &[], b"");
+    assert_eq!(s, 200, "{proof}");
+    let (_, res) = http(h.scheduler, "GET", "/resources", &[], b"");
+    assert_eq!(
+        res["tenants"]["t1"]["quota_usage"][1]["gpu_milli"], 3000,
+        "{res}"
+    );
+    // A second reconcile holds: the three replicas are the set's current count now.
+    let (_, v) = http(h.scheduler, "GET", "/autoscale/plan", &[], b"");
+    let m1 = v["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["model_id"] == "m1")
+        .unwrap()
+        .clone();
+    assert_eq!(m1["decision"]["current"].as_u64(), Some(3), "{m1}");
+
+    // The sets survive a restart (the replicas are in the journal).
+    drop(h);
+    let h = start(dir.path(), &env);
+    let (_, v) = http(h.scheduler, "GET", "/autoscale/plan", &[], b"");
+    let models: Vec<&str> = v["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["model_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(models, ["m1", "m2"]);
+    let m1 = &v["actions"][0];
+    assert_eq!(m1["decision"]["current"].as_u64(), Some(3), "{m1}");
 }

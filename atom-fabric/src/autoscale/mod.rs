@@ -24,6 +24,8 @@
 //! assert!(d.dry_run);
 //! ```
 
+pub mod controller;
+pub mod feed;
 pub mod prometheus;
 pub mod replay;
 
@@ -31,8 +33,10 @@ use atom_policy::policy::{Decision, PolicyId};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
-/// Configuration of one replica set.
+/// Configuration of one replica set. Omitted fields take their defaults; unknown ones are an
+/// error (a misspelt `dry_run` must not pass unnoticed).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct AutoscalerConfig {
     /// Lower bound of replicas.
     pub min_replicas: u32,

@@ -1,6 +1,8 @@
 //! The hosts' shared state and their synchronous operations. HTTP handlers only parse, call one
 //! of these, and encode; everything here is plain library calls under locks.
 
+use atom_fabric::autoscale::controller::{Controller, PlannedAction, ReplicaSetSpec};
+use atom_fabric::autoscale::feed::ReplicaReport;
 use atom_fabric::hybrid::{
     CatalogModel, Coordinator, CoordinatorConfig, HybridError, JobMode, JobSubmission, Observable,
     Pipeline, QuantumTarget, Stage, StageOp, Value,
@@ -115,6 +117,12 @@ pub struct Settings {
     pub gpu_driver_mock: bool,
     pub jwt_hs256_secret: Option<Vec<u8>>,
     pub quantum_memory_bytes: u64,
+    /// `ATOM_AUTOSCALE_INTERVAL_S`: how often the host reconciles replica sets (0 = only on
+    /// `POST /autoscale/reconcile`).
+    pub autoscale_interval_s: u64,
+    /// `PROM_URL`: read the autoscaler's inputs from this Prometheus server instead of the
+    /// node agents' pushed reports.
+    pub prom_url: Option<String>,
 }
 
 impl Settings {
@@ -148,6 +156,12 @@ impl Settings {
                 .filter(|s| !s.is_empty())
                 .map(|s| s.as_bytes().to_vec()),
             quantum_memory_bytes: num("ATOM_QUANTUM_MEMORY_BYTES", 4 << 30)?,
+            autoscale_interval_s: num("ATOM_AUTOSCALE_INTERVAL_S", 15)?,
+            prom_url: env
+                .get("PROM_URL")
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
         })
     }
 }
@@ -178,12 +192,16 @@ pub struct App {
     audit_key: Vec<u8>,
     pub http_requests: Mutex<BTreeMap<(String, u16), u64>>,
     committer: std::sync::OnceLock<std::sync::mpsc::Sender<ScheduleCall>>,
+    autoscaler: Mutex<Controller>,
 }
 
 /// The answer channel of one `POST /schedule`.
 pub type ScheduleReply = tokio::sync::oneshot::Sender<Result<(u16, serde_json::Value), ApiError>>;
 /// One `POST /schedule` on its way to the committer.
 pub type ScheduleCall = (ScheduleRequest, Option<String>, ScheduleReply);
+
+/// Replica reports older than this do not count (ms).
+const REPORT_STALE_MS: u64 = 30_000;
 
 /// Most requests the committer decides with one journal sync.
 const MAX_BATCH: usize = 1024;
@@ -413,6 +431,18 @@ impl App {
             .map(JwtValidator::hs256);
         let mut metrics = Metrics::new();
         metrics.refresh(fabric.scheduler());
+        // Replica sets survive restarts beside the journal (their replicas are in the journal).
+        let mut autoscaler = Controller::new(REPORT_STALE_MS);
+        let sets_file = settings.data_dir.join("autoscale/sets.json");
+        if let Ok(text) = std::fs::read_to_string(&sets_file) {
+            let sets: Vec<ReplicaSetSpec> =
+                serde_json::from_str(&text).map_err(|e| format!("{}: {e}", sets_file.display()))?;
+            for set in sets {
+                autoscaler
+                    .add_set(set)
+                    .map_err(|e| format!("{}: {e}", sets_file.display()))?;
+            }
+        }
         Ok(Arc::new(Self {
             settings,
             started: Instant::now(),
@@ -429,6 +459,7 @@ impl App {
             audit_key,
             http_requests: Mutex::new(BTreeMap::new()),
             committer: std::sync::OnceLock::new(),
+            autoscaler: Mutex::new(autoscaler),
         }))
     }
 
@@ -865,6 +896,142 @@ impl App {
         let events = self.after_command(&mut f)?;
         self.launch_placed(&mut f, &events)?;
         Ok(json!({"result": out}))
+    }
+
+    /// `POST /autoscale/sets`: adds (or replaces) a replica set and persists the sets.
+    pub fn autoscale_add(&self, spec: ReplicaSetSpec) -> Result<serde_json::Value, ApiError> {
+        let mut c = lock(&self.autoscaler)?;
+        let mut next = c.clone();
+        next.add_set(spec.clone())?;
+        let sets: Vec<&ReplicaSetSpec> = next.sets().collect();
+        let dir = self.settings.data_dir.join("autoscale");
+        let text =
+            serde_json::to_vec_pretty(&sets).map_err(|e| ApiError::internal(e.to_string()))?;
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(dir.join("sets.json.tmp"), text))
+            .and_then(|()| std::fs::rename(dir.join("sets.json.tmp"), dir.join("sets.json")))
+            .map_err(|e| ApiError::internal(format!("autoscale sets: {e}")))?;
+        *c = next;
+        drop(c);
+        let idx = self.audit_decision(
+            "autoscale.set",
+            &spec.tenant_id,
+            "replica_set",
+            &format!("{}/{}", spec.tenant_id, spec.model_id),
+            AuditOutcome::Allow,
+            &[PolicyId::P3, PolicyId::P6],
+            Some(if spec.config.dry_run {
+                "dry_run"
+            } else {
+                "apply"
+            }),
+            Some(atom_fabric::hybrid::payload_digest(
+                &serde_json::to_value(&spec).unwrap_or_default(),
+            )),
+        )?;
+        Ok(json!({"status": "registered", "set": spec, "audit_index": idx}))
+    }
+
+    /// `POST /node/metrics`: replica reports from node agents (the autoscaler's own inputs).
+    pub fn node_metrics(&self, reports: Vec<ReplicaReport>) -> Result<serde_json::Value, ApiError> {
+        let mut c = lock(&self.autoscaler)?;
+        let n = reports.len();
+        for (i, r) in reports.into_iter().enumerate() {
+            c.ingest(r).map_err(|e| {
+                ApiError::new(422, "invalid", format!("reports[{i}]: {e}"))
+                    .field(format!("reports[{i}]"))
+            })?;
+        }
+        Ok(json!({"status": "accepted", "reports": n}))
+    }
+
+    /// `GET /autoscale/plan` (`apply = false`) and `POST /autoscale/reconcile` (`apply = true`):
+    /// plans every set; with `apply`, runs the non-dry-run actions through the scheduler (P3),
+    /// launches what they place, and audits each applied action. `tenant` limits the answer to
+    /// that tenant's sets (P1).
+    pub fn autoscale(
+        &self,
+        tenant: Option<&str>,
+        apply: bool,
+    ) -> Result<serde_json::Value, ApiError> {
+        let mut input_errors = Vec::new();
+        if let Some(url) = &self.settings.prom_url {
+            // Queried before taking the fabric lock: a slow Prometheus must not stall scheduling.
+            let client = atom_fabric::autoscale::prometheus::PromClient::new(
+                url,
+                std::time::Duration::from_secs(5),
+            );
+            let mut probe = lock(&self.autoscaler)?.clone();
+            for (t, m, e) in probe.observe_prometheus(&client, now_ms()) {
+                if tenant.is_none_or(|x| x == t) {
+                    input_errors
+                        .push(json!({"tenant_id": t, "model_id": m, "error": e.to_string()}));
+                }
+            }
+            *lock(&self.autoscaler)? = probe;
+        }
+        let mut c = lock(&self.autoscaler)?;
+        let mut f = lock(&self.fabric)?;
+        let plan = c.plan(f.scheduler(), now_ms());
+        drop(c);
+        let plan: Vec<PlannedAction> = plan
+            .into_iter()
+            .filter(|a| tenant.is_none_or(|t| t == a.tenant_id))
+            .collect();
+        let mut applied = Vec::new();
+        if apply {
+            for a in Controller::apply(&mut f, &plan)? {
+                let placed = a
+                    .outcomes
+                    .iter()
+                    .filter(|o| matches!(o, Ok(Outcome::Placed { .. })))
+                    .count();
+                let errors: Vec<String> = a
+                    .outcomes
+                    .iter()
+                    .filter_map(|o| o.as_ref().err().map(ToString::to_string))
+                    .collect();
+                applied.push((a.tenant_id, a.model_id, a.outcomes.len(), placed, errors));
+            }
+            let events = self.after_command(&mut f)?;
+            self.launch_placed(&mut f, &events)?;
+        }
+        drop(f);
+        let mut out = Vec::new();
+        for a in &plan {
+            let done = applied
+                .iter()
+                .find(|(t, m, ..)| *t == a.tenant_id && *m == a.model_id);
+            let mut v = json!({
+                "tenant_id": a.tenant_id, "model_id": a.model_id, "decision": a.decision,
+                "commands": a.commands.len(), "applied": done.is_some(),
+            });
+            if let Some((_, _, n, placed, errors)) = done {
+                v["commands_run"] = json!(n);
+                v["placed"] = json!(placed);
+                let idx = self.audit_decision(
+                    "autoscale.apply",
+                    &a.tenant_id,
+                    "replica_set",
+                    &format!("{}/{}", a.tenant_id, a.model_id),
+                    if self.settings.mode.simulation {
+                        AuditOutcome::AllowInSimulation
+                    } else {
+                        AuditOutcome::Allow
+                    },
+                    &[PolicyId::P3, PolicyId::P6],
+                    // The reason is a code; the whole decision (numbers, reasons) is in the digest.
+                    Some(a.decision.action.as_str()),
+                    Some(atom_fabric::hybrid::payload_digest(
+                        &serde_json::to_value(&a.decision).unwrap_or_default(),
+                    )),
+                )?;
+                v["audit_index"] = json!(idx);
+                v["errors"] = json!(errors);
+            }
+            out.push(v);
+        }
+        Ok(json!({"actions": out, "input_errors": input_errors}))
     }
 
     /// `GET /resources`.

@@ -34,6 +34,10 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("post", "/schedule/{id}/release", "scheduler"),
     ("post", "/node/register", "scheduler"),
     ("post", "/node/launch", "scheduler"),
+    ("post", "/node/metrics", "scheduler"),
+    ("post", "/autoscale/sets", "scheduler"),
+    ("get", "/autoscale/plan", "scheduler"),
+    ("post", "/autoscale/reconcile", "scheduler"),
     ("get", "/resources", "scheduler"),
     ("post", "/resources/register", "scheduler"),
     ("get", "/slo/{tenant}/{model}", "scheduler"),
@@ -413,6 +417,60 @@ async fn launch(
     ))
 }
 
+/// `POST /autoscale/sets`: a replica set for the caller's tenant (P5).
+async fn autoscale_set(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let spec: atom_fabric::autoscale::controller::ReplicaSetSpec =
+        parse_body(&headers, &body, no_normalize)?;
+    app.authenticate(auth_header(&headers), Some(&spec.tenant_id))?;
+    let v = blocking(move || app.autoscale_add(spec)).await?;
+    Ok(json_response(201, v))
+}
+
+/// `GET /autoscale/plan`: the planned actions with their reasons; nothing is applied.
+async fn autoscale_plan(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let auth = app.authenticate(auth_header(&headers), None)?;
+    let v = blocking(move || app.autoscale(auth.as_deref(), false)).await?;
+    Ok(Json(v).into_response())
+}
+
+/// `POST /autoscale/reconcile`: plans and applies the non-dry-run actions (P3).
+async fn autoscale_reconcile(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let auth = app.authenticate(auth_header(&headers), None)?;
+    let v = blocking(move || app.autoscale(auth.as_deref(), true)).await?;
+    Ok(Json(v).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricsBody {
+    reports: Vec<atom_fabric::autoscale::feed::ReplicaReport>,
+}
+
+/// `POST /node/metrics`: node agents push their replicas' counters.
+async fn node_metrics(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let b: MetricsBody = parse_body(&headers, &body, no_normalize)?;
+    if !app.settings.mode.simulation {
+        // Reports come from node agents, an operator credential.
+        app.authenticate(auth_header(&headers), None)?;
+    }
+    let v = blocking(move || app.node_metrics(b.reports)).await?;
+    Ok(json_response(202, v))
+}
+
 async fn resources(State(app): State<Shared>) -> Result<Response, ApiError> {
     Ok(Json(blocking(move || app.resources()).await?).into_response())
 }
@@ -581,6 +639,10 @@ pub fn scheduler_router(app: Shared) -> Router {
         .route("/schedule/{id}/release", post(release))
         .route("/node/register", post(register))
         .route("/node/launch", post(launch))
+        .route("/node/metrics", post(node_metrics))
+        .route("/autoscale/sets", post(autoscale_set))
+        .route("/autoscale/plan", get(autoscale_plan))
+        .route("/autoscale/reconcile", post(autoscale_reconcile))
         .route("/resources", get(resources))
         .route("/resources/register", post(register))
         .route("/slo/{tenant}/{model}", get(slo))
@@ -719,6 +781,24 @@ pub fn run(args: ServeArgs) -> Result<(), crate::cmd::CliError> {
                 }
             })
         };
+        // Replica sets are reconciled on a timer (their own dry-run flag still decides, P3).
+        let autoscaler = (app.settings.autoscale_interval_s > 0).then(|| {
+            let (app, stop) = (app.clone(), stop.clone());
+            let every = std::time::Duration::from_secs(app.settings.autoscale_interval_s);
+            tokio::spawn(async move {
+                let mut iv = tokio::time::interval(every);
+                iv.tick().await;
+                while !stop.load(Ordering::Relaxed) {
+                    iv.tick().await;
+                    let a = app.clone();
+                    match tokio::task::spawn_blocking(move || a.autoscale(None, true)).await {
+                        Ok(Err(e)) => tracing::warn!(error = %e.message, "autoscale reconcile"),
+                        Err(e) => tracing::warn!(error = %e, "autoscale reconcile"),
+                        Ok(Ok(_)) => {}
+                    }
+                }
+            })
+        });
         let sched = scheduler_router(app.clone());
         let agent = agent_router(app.clone(), wake.clone());
         if let Some(p) = &args.ports_file {
@@ -784,6 +864,9 @@ pub fn run(args: ServeArgs) -> Result<(), crate::cmd::CliError> {
         wake.notify_one();
         let _ = worker.await;
         ticker.abort();
+        if let Some(a) = autoscaler {
+            a.abort();
+        }
         app.close();
         eprintln!("atom serve: stopped; audit log synced");
         result.map_err(|e| CliError::failed(format!("server: {e}")))
