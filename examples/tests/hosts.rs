@@ -398,6 +398,17 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
+/// The action for `model` in an autoscale answer.
+fn action(answer: &Value, model: &str) -> Value {
+    answer["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["model_id"] == model)
+        .unwrap()
+        .clone()
+}
+
 fn report(at_ms: u64, requests: u64, in_flight: u64) -> Value {
     // 17 cumulative buckets (16 bounds + Inf); every request took 40 ms (<= the 50 ms bound).
     let buckets: Vec<u64> = (0..17).map(|i| if i >= 6 { requests } else { 0 }).collect();
@@ -459,13 +470,7 @@ fn autoscaling_from_pushed_replica_metrics_is_planned_applied_audited_and_persis
     assert_eq!((s, v["reports"].as_u64()), (202, Some(2)), "{v}");
     let (s, plan) = http(h.scheduler, "GET", "/autoscale/plan", &[], b"");
     assert_eq!(s, 200, "{plan}");
-    let m1 = plan["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["model_id"] == "m1")
-        .unwrap()
-        .clone();
+    let m1 = action(&plan, "m1");
     assert_eq!(
         (
             m1["decision"]["current"].as_u64(),
@@ -488,9 +493,7 @@ fn autoscaling_from_pushed_replica_metrics_is_planned_applied_audited_and_persis
     // Reconcile applies m1 (dry_run false) through the scheduler and audits it; m2 stays a plan.
     let (s, v) = http(h.scheduler, "POST", "/autoscale/reconcile", &[], b"");
     assert_eq!(s, 200, "{v}");
-    let acts = v["actions"].as_array().unwrap();
-    let m1 = acts.iter().find(|a| a["model_id"] == "m1").unwrap();
-    let m2 = acts.iter().find(|a| a["model_id"] == "m2").unwrap();
+    let (m1, m2) = (action(&v, "m1"), action(&v, "m2"));
     assert_eq!(
         (m1["applied"].as_bool(), m2["applied"].as_bool()),
         (Some(true), Some(false)),
@@ -500,20 +503,21 @@ fn autoscaling_from_pushed_replica_metrics_is_planned_applied_audited_and_persis
     let idx = m1["audit_index"].as_u64().unwrap();
     let (s, proof) = http(h.scheduler, "GET", &format!("/audit/proof/{idx}"), &[], b"");
     assert_eq!(s, 200, "{proof}");
+    // The three requests it scheduled are audited just before, each on its own.
+    for i in idx - 3..idx {
+        let (s, p) = http(h.scheduler, "GET", &format!("/audit/proof/{i}"), &[], b"");
+        assert_eq!(s, 200, "{p}");
+        assert!(p.to_string().contains("autoscale.schedule"), "{p}");
+    }
+    assert!(proof.to_string().contains("autoscale.apply"), "{proof}");
     let (_, res) = http(h.scheduler, "GET", "/resources", &[], b"");
     assert_eq!(
         res["tenants"]["t1"]["quota_usage"][1]["gpu_milli"], 3000,
         "{res}"
     );
-    // A second reconcile holds: the three replicas are the set's current count now.
+    // The three replicas are the set's current count now.
     let (_, v) = http(h.scheduler, "GET", "/autoscale/plan", &[], b"");
-    let m1 = v["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["model_id"] == "m1")
-        .unwrap()
-        .clone();
+    let m1 = action(&v, "m1");
     assert_eq!(m1["decision"]["current"].as_u64(), Some(3), "{m1}");
 
     // The sets survive a restart (the replicas are in the journal).

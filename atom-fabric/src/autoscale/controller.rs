@@ -9,8 +9,8 @@
 //! requests first, then the newest placed ones, never more replicas than the excess. The
 //! tenant's quota (with borrowing and the cohort) caps the plan (P6). Plans are dry-run unless
 //! the set's configuration says otherwise (P3); [`Controller::apply`] runs only non-dry-run
-//! actions, through [`Fabric::execute_batch`] so they are journaled and their events audited like
-//! any other command.
+//! actions, through [`Fabric::execute_batch`] so they are journaled and their events reach the
+//! outbox ([`Fabric::take_events`]) like any other command's.
 //!
 //! ```
 //! use atom_fabric::autoscale::controller::{Controller, ReplicaSetSpec};
@@ -227,8 +227,8 @@ impl Controller {
         out
     }
 
-    /// Runs the non-dry-run actions through `fabric` (journaled; the scheduler's events carry
-    /// the placements and releases to the audit log). Dry-run actions are skipped.
+    /// Runs the non-dry-run actions through `fabric` (journaled; the placements and releases are
+    /// scheduler events in its outbox). Dry-run actions are skipped.
     pub fn apply<S: Store>(
         fabric: &mut Fabric<S>,
         actions: &[PlannedAction],

@@ -979,6 +979,7 @@ impl App {
             .filter(|a| tenant.is_none_or(|t| t == a.tenant_id))
             .collect();
         let mut applied = Vec::new();
+        let mut commands = Vec::new();
         if apply {
             for a in Controller::apply(&mut f, &plan)? {
                 let placed = a
@@ -991,12 +992,42 @@ impl App {
                     .iter()
                     .filter_map(|o| o.as_ref().err().map(ToString::to_string))
                     .collect();
+                for o in a.outcomes.iter().flatten() {
+                    let rid = match o {
+                        Outcome::Placed { request_id, .. }
+                        | Outcome::Queued { request_id, .. }
+                        | Outcome::Existing { request_id, .. } => {
+                            ("autoscale.schedule", *request_id)
+                        }
+                        Outcome::Phase { request_id, .. } => ("autoscale.release", *request_id),
+                        _ => continue,
+                    };
+                    commands.push((a.tenant_id.clone(), rid));
+                }
                 applied.push((a.tenant_id, a.model_id, a.outcomes.len(), placed, errors));
             }
             let events = self.after_command(&mut f)?;
             self.launch_placed(&mut f, &events)?;
         }
         drop(f);
+        let outcome = if self.settings.mode.simulation {
+            AuditOutcome::AllowInSimulation
+        } else {
+            AuditOutcome::Allow
+        };
+        // Each request the controller scheduled or released, like a tenant's own schedule call.
+        for (tenant, (action, rid)) in commands {
+            self.audit_decision(
+                action,
+                &tenant,
+                "request",
+                &rid.to_string(),
+                outcome,
+                &[PolicyId::P3, PolicyId::P6],
+                None,
+                None,
+            )?;
+        }
         let mut out = Vec::new();
         for a in &plan {
             let done = applied
@@ -1014,11 +1045,7 @@ impl App {
                     &a.tenant_id,
                     "replica_set",
                     &format!("{}/{}", a.tenant_id, a.model_id),
-                    if self.settings.mode.simulation {
-                        AuditOutcome::AllowInSimulation
-                    } else {
-                        AuditOutcome::Allow
-                    },
+                    outcome,
                     &[PolicyId::P3, PolicyId::P6],
                     // The reason is a code; the whole decision (numbers, reasons) is in the digest.
                     Some(a.decision.action.as_str()),
