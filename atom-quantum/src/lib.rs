@@ -65,6 +65,6 @@ pub use expr::{BinOp, Func, Param};
 pub use gates::{GateKind, Matrix};
 pub use num_complex::{Complex32, Complex64};
 pub use sim::{
-    PauliString, PauliSum, Precision, Real, SimOptions, SimResult, Simulator, StateVector,
+    Kernels, PauliString, PauliSum, Precision, Real, SimOptions, SimResult, Simulator, StateVector,
     available_memory, simulate, state_bytes,
 };

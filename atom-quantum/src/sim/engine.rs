@@ -10,6 +10,8 @@
 
 use super::kernels::{C, Real, dense, deposit, diag, mono};
 use super::plan::{Op, OpKind};
+use super::simd::Backend;
+use super::vector::{self, VecPlan};
 use rayon::prelude::*;
 
 /// An op with amplitudes converted to the state's precision.
@@ -66,6 +68,8 @@ pub(crate) struct ExecConfig {
     pub max_high: usize,
     /// States below this many qubits run on one thread.
     pub parallel_threshold: usize,
+    /// The kernel family.
+    pub backend: Backend,
 }
 
 impl Default for ExecConfig {
@@ -74,6 +78,7 @@ impl Default for ExecConfig {
             chunk_bits: 12,
             max_high: 4,
             parallel_threshold: 14,
+            backend: Backend::Portable,
         }
     }
 }
@@ -85,9 +90,47 @@ pub(crate) struct LocalOp<'a, T> {
     out_t: Vec<(usize, usize)>,
     lcmask: usize,
     ocmask: usize,
+    /// The op prepared for the vector kernels (when its layout is the same in every task).
+    pub(crate) vplan: Option<VecPlan<T>>,
 }
 
 impl<T: Real> LocalOp<'_, T> {
+    /// Whether the op acts in the task whose first amplitude is `task_base` (its controls
+    /// outside the task are all set there).
+    #[inline]
+    pub(crate) fn active(&self, task_base: usize) -> bool {
+        task_base & self.ocmask == self.ocmask
+    }
+
+    /// Diagonal bits outside the task, as matrix-index bits for `task_base`.
+    fn fixed_bits(&self, task_base: usize) -> usize {
+        let mut fixed = 0;
+        for &(mask, j) in &self.out_t {
+            if task_base & mask != 0 {
+                fixed |= 1 << j;
+            }
+        }
+        fixed
+    }
+
+    /// A vector plan for one task, for ops whose diagonal depends on bits outside the task.
+    pub(crate) fn task_plan(&self, task_base: usize, b: Backend, len: usize) -> Option<VecPlan<T>> {
+        if self.out_t.is_empty() {
+            return None;
+        }
+        let w = b.width(std::mem::size_of::<T>());
+        let fixed = self.fixed_bits(task_base);
+        vector::build(
+            self.kind,
+            &self.tpos,
+            &self.tj,
+            fixed,
+            self.lcmask,
+            w,
+            len.trailing_zeros() as usize,
+        )
+    }
+
     #[inline(always)]
     pub(crate) fn apply_with<const F: bool>(&self, buf: &mut [C<T>], task_base: usize) {
         if task_base & self.ocmask != self.ocmask {
@@ -97,19 +140,19 @@ impl<T: Real> LocalOp<'_, T> {
             KindT::Dense(m) => dense::<T, F>(buf, &self.tpos, self.lcmask, m),
             KindT::Mono { perm, phase } => mono(buf, &self.tpos, self.lcmask, perm, phase),
             KindT::Diag(d) => {
-                let mut fixed = 0;
-                for &(mask, j) in &self.out_t {
-                    if task_base & mask != 0 {
-                        fixed |= 1 << j;
-                    }
-                }
+                let fixed = self.fixed_bits(task_base);
                 diag(buf, &self.tpos, &self.tj, fixed, self.lcmask, d)
             }
         }
     }
 }
 
-fn localize<'a, T: Real>(op: &'a OpT<T>, cb: usize, high: &[usize]) -> LocalOp<'a, T> {
+fn localize<'a, T: Real>(
+    op: &'a OpT<T>,
+    cb: usize,
+    high: &[usize],
+    backend: Backend,
+) -> LocalOp<'a, T> {
     let local = |q: usize| -> Option<usize> {
         if q < cb {
             Some(q)
@@ -124,6 +167,7 @@ fn localize<'a, T: Real>(op: &'a OpT<T>, cb: usize, high: &[usize]) -> LocalOp<'
         out_t: vec![],
         lcmask: 0,
         ocmask: 0,
+        vplan: None,
     };
     for (j, &q) in op.targets.iter().enumerate() {
         match local(q) {
@@ -140,6 +184,18 @@ fn localize<'a, T: Real>(op: &'a OpT<T>, cb: usize, high: &[usize]) -> LocalOp<'
             None => lop.ocmask |= 1 << q,
         }
     }
+    let w = backend.width(std::mem::size_of::<T>());
+    if w > 0 && lop.out_t.is_empty() {
+        lop.vplan = vector::build(
+            &op.kind,
+            &lop.tpos,
+            &lop.tj,
+            0,
+            lop.lcmask,
+            w,
+            cb + high.len(),
+        );
+    }
     lop
 }
 
@@ -151,29 +207,73 @@ pub(crate) fn run_ops<T: Real>(
     cfg: &ExecConfig,
 ) -> usize {
     let cb = cfg.chunk_bits.min(n);
-    let mut i = 0;
+    let mut remaining: Vec<&OpT<T>> = ops.iter().collect();
     let mut passes = 0;
-    while i < ops.len() {
-        let mut high: Vec<usize> = vec![];
-        let start = i;
-        while i < ops.len() {
+    while !remaining.is_empty() {
+        let (high, take, rest) = next_pass(&remaining, n, cb, cfg.max_high);
+        run_pass(state, n, cb, &high, &take, cfg);
+        passes += 1;
+        remaining = rest;
+    }
+    passes
+}
+
+/// Split `ops` into the next pass and the rest. Ops are taken in order while their
+/// non-diagonal high qubits fit in `max_high`; an op that does not fit is left for a later
+/// pass and blocks every qubit it touches, so that a later op is pulled into this pass only
+/// when it shares no qubit with anything left behind (it commutes past them). This keeps
+/// passes full on layered circuits, where the next layer's local gates can run before the
+/// current layer's remaining high ones.
+#[allow(clippy::type_complexity)]
+fn next_pass<'a, T: Real>(
+    ops: &[&'a OpT<T>],
+    n: usize,
+    cb: usize,
+    max_high: usize,
+) -> (Vec<usize>, Vec<&'a OpT<T>>, Vec<&'a OpT<T>>) {
+    let mut high: Vec<usize> = vec![];
+    let mut take = vec![];
+    let mut rest = vec![];
+    let mut blocked = vec![false; n];
+    let mut nblocked = 0usize;
+    for (i, op) in ops.iter().enumerate() {
+        let touched = op.targets.iter().chain(op.controls.iter());
+        let is_blocked = touched
+            .clone()
+            .any(|&q| blocked.get(q).copied().unwrap_or(true));
+        let mut fits = !is_blocked;
+        if fits {
             let mut h2 = high.clone();
-            for &q in ops[i].essential() {
+            for &q in op.essential() {
                 if q >= cb && !h2.contains(&q) {
                     h2.push(q);
                 }
             }
-            if i > start && h2.len() > cfg.max_high {
+            if take.is_empty() || h2.len() <= max_high {
+                high = h2;
+                take.push(*op);
+            } else {
+                fits = false;
+            }
+        }
+        if !fits {
+            rest.push(*op);
+            for &q in touched {
+                if let Some(b) = blocked.get_mut(q)
+                    && !*b
+                {
+                    *b = true;
+                    nblocked += 1;
+                }
+            }
+            if nblocked >= n {
+                rest.extend_from_slice(&ops[i + 1..]);
                 break;
             }
-            high = h2;
-            i += 1;
         }
-        high.sort_unstable();
-        run_pass(state, n, cb, &high, &ops[start..i], cfg);
-        passes += 1;
     }
-    passes
+    high.sort_unstable();
+    (high, take, rest)
 }
 
 fn run_pass<T: Real>(
@@ -181,15 +281,18 @@ fn run_pass<T: Real>(
     n: usize,
     cb: usize,
     high: &[usize],
-    ops: &[OpT<T>],
+    ops: &[&OpT<T>],
     cfg: &ExecConfig,
 ) {
-    let lops: Vec<LocalOp<'_, T>> = ops.iter().map(|o| localize(o, cb, high)).collect();
+    let lops: Vec<LocalOp<'_, T>> = ops
+        .iter()
+        .map(|o| localize(o, cb, high, cfg.backend))
+        .collect();
     let parallel = n >= cfg.parallel_threshold;
     let block = 1usize << cb;
     if high.is_empty() {
         let body = |(ci, chunk): (usize, &mut [C<T>])| {
-            super::simd::apply_all(&lops, chunk, ci << cb);
+            super::simd::apply_all(&lops, chunk, ci << cb, cfg.backend);
         };
         if parallel {
             state.par_chunks_mut(block).enumerate().for_each(body);
@@ -223,7 +326,7 @@ fn run_pass<T: Real>(
         for (j, s) in slices.iter().enumerate() {
             scratch[j * block..(j + 1) * block].copy_from_slice(s);
         }
-        super::simd::apply_all(&lops, scratch, tb);
+        super::simd::apply_all(&lops, scratch, tb, cfg.backend);
         for (j, s) in slices.iter_mut().enumerate() {
             s.copy_from_slice(&scratch[j * block..(j + 1) * block]);
         }

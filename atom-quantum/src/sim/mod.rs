@@ -2,10 +2,12 @@
 
 mod engine;
 mod kernels;
+mod memory;
 mod pauli;
 mod plan;
 mod rng;
 mod simd;
+mod vector;
 
 pub use kernels::Real;
 pub use pauli::{PauliString, PauliSum};
@@ -65,6 +67,35 @@ pub struct SimOptions {
     pub chunk_bits: usize,
     /// Most high qubits gathered into one cache block.
     pub max_high_qubits: usize,
+    /// Which kernels run the gates.
+    pub kernels: Kernels,
+}
+
+/// The kernel family a simulation uses.
+///
+/// `Auto` takes the widest vector unit the CPU has (AVX-512, else AVX2 with FMA, else the
+/// portable kernels; `ATOM_QUANTUM_NO_SIMD` in the environment forces the portable ones).
+/// Naming a family the CPU lacks makes [`simulate`] fail with [`Error::Backend`].
+///
+/// ```
+/// use atom_quantum::{Circuit, Kernels, SimOptions, simulate};
+/// let mut c = Circuit::new(2, 0);
+/// c.h(0).cx(0, 1);
+/// let o = SimOptions { kernels: Kernels::Portable, ..SimOptions::default() };
+/// let p = simulate(&c, &o).unwrap().probabilities();
+/// assert!((p[0] - 0.5).abs() < 1e-12 && (p[3] - 0.5).abs() < 1e-12);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kernels {
+    /// The fastest the CPU supports.
+    #[default]
+    Auto,
+    /// Auto-vectorised kernels, on any CPU.
+    Portable,
+    /// 256-bit AVX2 and FMA kernels.
+    Avx2,
+    /// 512-bit AVX-512 kernels.
+    Avx512,
 }
 
 impl Default for SimOptions {
@@ -79,6 +110,7 @@ impl Default for SimOptions {
             max_fused_qubits: 3,
             chunk_bits: e.chunk_bits,
             max_high_qubits: e.max_high,
+            kernels: Kernels::Auto,
         }
     }
 }
@@ -291,25 +323,27 @@ impl Simulator {
         let start = Instant::now();
         let o = &self.options;
         let n = circuit.num_qubits();
+        let backend = simd::resolve(o.kernels)?;
         let popts = PlanOptions {
             fusion: o.fusion,
             max_fused_qubits: o.max_fused_qubits.clamp(1, 5),
+            vector: backend != simd::Backend::Portable,
         };
         let (steps, finals) = plan::plan(circuit, popts)?;
         let steps: Vec<StepT<T>> = steps.iter().map(StepT::from_step).collect();
         let cfg = ExecConfig {
             chunk_bits: o.chunk_bits.clamp(1, 24),
             max_high: o.max_high_qubits.min(8),
+            backend,
             ..ExecConfig::default()
         };
         let dim = 1usize << n;
-        let mut state: Vec<Complex<T>> = Vec::new();
-        state.try_reserve_exact(dim).map_err(|_| Error::Memory {
-            qubits: n,
-            needed: state_bytes(n, o.precision).unwrap_or(u64::MAX),
-            available: o.memory_limit.or_else(available_memory).unwrap_or(0),
-        })?;
-        state.resize(dim, Complex::default());
+        let mut state: Vec<Complex<T>> =
+            memory::zeroed_state(dim).ok_or_else(|| Error::Memory {
+                qubits: n,
+                needed: state_bytes(n, o.precision).unwrap_or(u64::MAX),
+                available: o.memory_limit.or_else(available_memory).unwrap_or(0),
+            })?;
         let seed = o.seed.unwrap_or_else(|| {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

@@ -32,13 +32,16 @@ impl Op {
     /// fusing pays. The constant is the cost of streaming a cache block through one more op,
     /// which measurement showed to be comparable to a dense 2-qubit product; the per-kind weights
     /// follow the kernels (gathered permutations and multi-qubit diagonals are slower per element).
-    fn cost(&self) -> f64 {
+    ///
+    /// With the `vector` kernels a permutation costs one read and write of its registers
+    /// whatever its width (lane permutations are single instructions).
+    fn cost(&self, vector: bool) -> f64 {
         let c = (1u64 << self.controls.len()) as f64;
         let t = self.targets.len() as f64;
         let w = match self.kind {
             OpKind::Dense(_) => 2f64.powf(t),
             OpKind::Diag(_) => 0.6 + 0.5 * t,
-            OpKind::Mono { .. } if t <= 1.0 => 0.8,
+            OpKind::Mono { .. } if t <= 1.0 || vector => 0.8,
             OpKind::Mono { .. } => 2.0 * t,
         };
         OP_OVERHEAD + w / c
@@ -226,12 +229,25 @@ fn diag_to_dense(dg: &[Complex64]) -> Matrix {
     m
 }
 
-fn block_cost(b: &Block) -> f64 {
-    b.op.as_ref().map_or(0.0, Op::cost)
+fn block_cost(b: &Block, vector: bool) -> f64 {
+    b.op.as_ref().map_or(0.0, |o| o.cost(vector))
+}
+
+/// Widest permutation block the vector kernels take (their 32-register limit).
+const MAX_MONO_QUBITS: usize = 5;
+
+fn is_mono(op: Option<&Op>) -> bool {
+    op.is_none_or(|o| matches!(o.kind, OpKind::Mono { .. }))
 }
 
 /// Fuse a run of unconditioned gates into ops of at most `max_qubits` qubits when it pays.
-fn fuse(gates: &[(Matrix, Vec<usize>)], max_qubits: usize, nq: usize, out: &mut Vec<Step>) {
+fn fuse(
+    gates: &[(Matrix, Vec<usize>)],
+    max_qubits: usize,
+    vector: bool,
+    nq: usize,
+    out: &mut Vec<Step>,
+) {
     let mut blocks: Vec<Block> = vec![];
     let mut owner: Vec<Option<usize>> = vec![None; nq];
     let fully_owned = |b: usize, blocks: &Vec<Block>, owner: &Vec<Option<usize>>| -> bool {
@@ -293,10 +309,13 @@ fn fuse(gates: &[(Matrix, Vec<usize>)], max_qubits: usize, nq: usize, out: &mut 
                         })
                         .collect();
                     let nop = classify_diag(&nd, &union);
-                    let gate_cost = classify_diag(gd, qs).map_or(0.0, |o| o.cost());
-                    let old: f64 =
-                        owners.iter().map(|&b| block_cost(&blocks[b])).sum::<f64>() + gate_cost;
-                    if nop.as_ref().map_or(0.0, Op::cost) <= old + 1e-9 {
+                    let gate_cost = classify_diag(gd, qs).map_or(0.0, |o| o.cost(vector));
+                    let old: f64 = owners
+                        .iter()
+                        .map(|&b| block_cost(&blocks[b], vector))
+                        .sum::<f64>()
+                        + gate_cost;
+                    if nop.as_ref().map_or(0.0, |o| o.cost(vector)) <= old + 1e-9 {
                         let matrix = if union.len() <= max_qubits {
                             Some(diag_to_dense(&nd))
                         } else {
@@ -361,7 +380,17 @@ fn fuse(gates: &[(Matrix, Vec<usize>)], max_qubits: usize, nq: usize, out: &mut 
                         union.push(q);
                     }
                 }
-                if union.len() <= max_qubits {
+                // Permutations stay permutations when fused, and the vector kernels apply
+                // one at the price of a copy: let them grow past the dense limit.
+                let mono_only = vector
+                    && is_mono(classify(m, qs).as_ref())
+                    && owners.iter().all(|&b| is_mono(blocks[b].op.as_ref()));
+                let limit = if mono_only {
+                    MAX_MONO_QUBITS.max(max_qubits)
+                } else {
+                    max_qubits
+                };
+                if union.len() <= limit {
                     let mut parts: Vec<(Matrix, Vec<usize>)> = vec![];
                     for &b in &owners {
                         if let Some(bm) = &blocks[b].matrix {
@@ -380,10 +409,13 @@ fn fuse(gates: &[(Matrix, Vec<usize>)], max_qubits: usize, nq: usize, out: &mut 
                     parts.push((m.clone(), pos));
                     let nm = compose(union.len(), &parts);
                     let nop = classify(&nm, &union);
-                    let gate_cost = classify(m, qs).map_or(0.0, |o| o.cost());
-                    let old: f64 =
-                        owners.iter().map(|&b| block_cost(&blocks[b])).sum::<f64>() + gate_cost;
-                    let new = nop.as_ref().map_or(0.0, Op::cost);
+                    let gate_cost = classify(m, qs).map_or(0.0, |o| o.cost(vector));
+                    let old: f64 = owners
+                        .iter()
+                        .map(|&b| block_cost(&blocks[b], vector))
+                        .sum::<f64>()
+                        + gate_cost;
+                    let new = nop.as_ref().map_or(0.0, |o| o.cost(vector));
                     if new <= old + 1e-9 {
                         let diag = diagonal_of(&nm);
                         let nb = Block {
@@ -450,6 +482,8 @@ pub(crate) type Plan = (Vec<Step>, Vec<(usize, usize)>);
 pub(crate) struct PlanOptions {
     pub fusion: bool,
     pub max_fused_qubits: usize,
+    /// Plan for the vector kernels (their cost model).
+    pub vector: bool,
 }
 
 /// Turn a bound circuit into steps; terminal measurements are returned separately as
@@ -487,7 +521,7 @@ pub(crate) fn plan(c: &Circuit, opts: PlanOptions) -> Result<Plan> {
     let mut run: Vec<(Matrix, Vec<usize>)> = vec![];
     let flush = |run: &mut Vec<(Matrix, Vec<usize>)>, steps: &mut Vec<Step>| {
         if opts.fusion {
-            fuse(run, opts.max_fused_qubits, nq, steps);
+            fuse(run, opts.max_fused_qubits, opts.vector, nq, steps);
         } else {
             for (m, qs) in run.iter() {
                 if let Some(op) = classify(m, qs) {

@@ -1,7 +1,7 @@
 //! `atom qasm`: parse, export and simulate OpenQASM 2.0 circuits with atom-quantum.
 
 use super::CliError;
-use atom_quantum::{Circuit, Precision, SimOptions, simulate};
+use atom_quantum::{Circuit, Kernels, Precision, SimOptions, simulate};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -21,6 +21,19 @@ pub enum PrecisionArg {
     Double,
     /// complex f32
     Single,
+}
+
+/// Kernel family on the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum KernelsArg {
+    /// The widest vector unit this CPU has.
+    Auto,
+    /// Auto-vectorised kernels (any CPU).
+    Portable,
+    /// AVX2 and FMA.
+    Avx2,
+    /// AVX-512.
+    Avx512,
 }
 
 /// Output format.
@@ -61,6 +74,9 @@ pub struct RunArgs {
     /// Memory limit for the state in bytes (default: MemAvailable).
     #[arg(long)]
     pub memory_limit: Option<u64>,
+    /// Kernel family (a family this CPU lacks is an error).
+    #[arg(long, value_enum, default_value_t = KernelsArg::Auto)]
+    pub kernels: KernelsArg,
 }
 
 /// Arguments of `atom qasm export`.
@@ -99,6 +115,12 @@ fn run_file(a: RunArgs) -> Result<(), CliError> {
             PrecisionArg::Single => Precision::Single,
         },
         memory_limit: a.memory_limit,
+        kernels: match a.kernels {
+            KernelsArg::Auto => Kernels::Auto,
+            KernelsArg::Portable => Kernels::Portable,
+            KernelsArg::Avx2 => Kernels::Avx2,
+            KernelsArg::Avx512 => Kernels::Avx512,
+        },
         ..SimOptions::default()
     };
     if let Some(k) = a.fusion_max_qubits {
