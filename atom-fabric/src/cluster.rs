@@ -339,7 +339,10 @@ impl Cluster {
             node.price = price;
             node.health = NodeHealth::Healthy;
             node.last_heartbeat_ms = now_ms;
-            self.note_maxima(i);
+            // The maxima are over the nodes as they are now (a restored cluster recomputes them
+            // from its nodes), so a spec that shrinks lowers them here too: scorers normalised by
+            // them then decide the same way before and after a restart.
+            self.recompute_maxima();
             self.add_totals(i);
             self.index_insert(idx);
             return Ok((idx, false));
@@ -367,6 +370,18 @@ impl Cluster {
         self.add_totals(idx as usize);
         self.index_insert(idx);
         Ok((idx, true))
+    }
+
+    /// Recomputes the per-node maxima of the statistics from the registered nodes.
+    fn recompute_maxima(&mut self) {
+        let s = &mut self.stats;
+        s.max_price = 0.0;
+        s.max_node_gpu_milli = 0;
+        s.max_node_cpu = 0;
+        s.max_node_mem = 0;
+        for i in 0..self.nodes.len() {
+            self.note_maxima(i);
+        }
     }
 
     fn note_maxima(&mut self, i: usize) {

@@ -42,7 +42,7 @@ impl Hasher for FastHasher {
 use crate::cluster::{ClusterStats, Demand, Node};
 use crate::model::{Constraints, ScoreBreakdown, ScorePart};
 use crate::workload::{
-    WorkloadDistribution, cpu_fit_mask, expected_fragmentation, model_contention,
+    WorkloadDistribution, expected_fragmentation, fragmentation_with, gpu_usable, model_contention,
 };
 
 /// Round-trip times between regions, for the latency filter and scorer.
@@ -113,15 +113,22 @@ pub struct ScoreContext<'a> {
 pub struct ScoreScratch {
     pub(crate) candidates: Vec<u64>,
     frag_memo: HashMap<FragKey, f64, BuildHasherDefault<FastHasher>>,
+    /// Per GPU shape (model, count, sorted free shares): each type's `gpu_usable`.
+    gpu_memo: HashMap<GpuShape, Vec<(u64, u64)>, BuildHasherDefault<FastHasher>>,
     memo_version: u64,
 }
 
+/// A node's GPU shape: its one model, device count and sorted free shares.
+type GpuShape = (u32, u8, [u16; 8]);
+
+/// A node's GPU shape (one model, sorted free shares) and free CPU and memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct FragKey {
     model: u32,
-    fit: u64,
     n: u8,
     free: [u16; 8],
+    cpu: u64,
+    mem: u64,
 }
 
 /// A scoring function for one replica on one node with a chosen device set.
@@ -199,32 +206,44 @@ impl Scorer for Spread {
     }
 }
 
-/// GPU-fragmentation-aware: prefers the placement that least increases the node's expected GPU
-/// fragmentation against the learned workload distribution (FGD). 50 means no change; each
-/// milli-GPU of added fragmentation costs 0.05 points (a whole GPU: 50). Taking GPUs of a model
-/// that model-constrained requests contend for adds its contention (see `model_contention`)
-/// times the milli-GPUs taken, so flexible work leaves scarce models to the work that needs them.
+/// How much taking contended GPU models weighs against fragmentation, tuned on synthetic traces
+/// with model-constrained requests: 0 loses most of them, 1 leaves flexible work on scarce models
+/// too often, 4 and 6 measure alike (docs/scheduler.md).
+const CONTENTION_WEIGHT: f64 = 4.0;
+
+/// GPU-fragmentation-aware (FGD, Weng et al., USENIX ATC '23): prefers the placement that least
+/// increases the node's expected GPU fragmentation against the learned workload distribution
+/// (`expected_fragmentation`: GPU share the workload could not use, including GPUs
+/// stranded because CPU or memory ran out). 50 means no change; each milli-GPU of added
+/// fragmentation costs 0.05 points (a whole GPU: 50). Taking GPUs of a model that
+/// model-constrained requests contend for adds `CONTENTION_WEIGHT` × its contention (see
+/// `model_contention`) per milli-GPU taken, so flexible work leaves scarce models to the work
+/// that needs them. A CPU-only request scores by the GPU share it strands.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Fragmentation;
 
 impl Fragmentation {
     fn frag(
-        devs: &mut [(u32, u32)],
+        devs: &[(u32, u32)],
         cpu_free: u64,
         mem_free: u64,
         w: &WorkloadDistribution,
         scratch: &mut ScoreScratch,
     ) -> f64 {
         let types = w.frozen();
-        let fit = cpu_fit_mask(types, cpu_free, mem_free);
         let uniform = devs.len() <= 8 && devs.iter().all(|&(m, _)| m == devs[0].0);
         if !uniform || devs.is_empty() {
-            return expected_fragmentation(devs, fit, types);
+            return expected_fragmentation(devs, cpu_free, mem_free, types);
         }
-        if scratch.memo_version != w.version() || scratch.frag_memo.len() > 1 << 16 {
+        if scratch.memo_version != w.version()
+            || scratch.frag_memo.len() > 1 << 16
+            || scratch.gpu_memo.len() > 1 << 14
+        {
             scratch.frag_memo.clear();
+            scratch.gpu_memo.clear();
             scratch.memo_version = w.version();
         }
+        // Devices of one model are interchangeable: the sorted free shares identify the node.
         let mut free = [0u16; 8];
         for (slot, &(_, f)) in free.iter_mut().zip(devs.iter()) {
             *slot = f as u16;
@@ -232,14 +251,21 @@ impl Fragmentation {
         free[..devs.len()].sort_unstable();
         let key = FragKey {
             model: devs[0].0,
-            fit,
             n: devs.len() as u8,
             free,
+            cpu: cpu_free,
+            mem: mem_free,
         };
         if let Some(&v) = scratch.frag_memo.get(&key) {
             return v;
         }
-        let v = expected_fragmentation(devs, fit, types);
+        // Many nodes share a GPU shape with different free CPU and memory: reuse its GPU side.
+        let total: u64 = devs.iter().map(|&(_, f)| u64::from(f)).sum();
+        let gpu = scratch
+            .gpu_memo
+            .entry((key.model, key.n, key.free))
+            .or_insert_with(|| types.iter().map(|t| gpu_usable(devs, t)).collect());
+        let v = fragmentation_with(total, gpu, cpu_free, mem_free, types);
         scratch.frag_memo.insert(key, v);
         v
     }
@@ -266,33 +292,34 @@ impl Scorer for Fragmentation {
             *slot = (node.gpu_model(i), node.gpu_free(i));
         }
         let before = Self::frag(
-            &mut devs[..n],
+            &devs[..n],
             node.cpu_free(),
             node.mem_free(),
             ctx.workload,
             scratch,
         );
         for (i, slot) in devs.iter_mut().enumerate().take(n) {
-            *slot = (node.gpu_model(i), node.gpu_free(i));
             if devices & (1u64 << i) != 0 {
                 slot.1 -= d.milli;
             }
         }
         let after = Self::frag(
-            &mut devs[..n],
+            &devs[..n],
             node.cpu_free() - d.cpu,
             node.mem_free() - d.mem,
             ctx.workload,
             scratch,
         );
-        let contention_of = model_contention(ctx.workload.frozen(), &ctx.stats.model_milli);
         let mut contention = 0.0;
-        for i in 0..n {
-            if devices & (1u64 << i) != 0 {
-                contention += contention_of(node.gpu_model(i)) * f64::from(d.milli);
+        if devices != 0 {
+            let contention_of = model_contention(ctx.workload.frozen(), &ctx.stats.model_milli);
+            for i in 0..n {
+                if devices & (1u64 << i) != 0 {
+                    contention += contention_of(node.gpu_model(i)) * f64::from(d.milli);
+                }
             }
         }
-        50.0 - (after - before + contention) / 20.0
+        50.0 - (after - before + CONTENTION_WEIGHT * contention) / 20.0
     }
 }
 
@@ -451,18 +478,23 @@ pub struct ScoreWeights {
     pub locality: f64,
     /// Region round trip.
     pub latency: f64,
+    /// Best-fit (least remaining CPU, memory and GPU); absent in older configurations (0).
+    #[serde(default)]
+    pub best_fit: f64,
 }
 
 impl Default for ScoreWeights {
-    /// Fragmentation first, a little packing, and the placement preferences.
+    /// Fragmentation first, Best-fit only to break its near-ties (its whole range is worth less
+    /// than 0.1 milli-GPU of fragmentation), and the placement preferences.
     fn default() -> Self {
         Self {
-            bin_pack: 0.3,
+            bin_pack: 0.0,
             spread: 0.0,
             fragmentation: 10.0,
             cost: 1.0,
             locality: 1.0,
             latency: 1.0,
+            best_fit: 0.01,
         }
     }
 }
@@ -504,8 +536,9 @@ impl ScorerSet {
     /// The built-in scorers with the given weights.
     pub fn weighted(name: &str, w: &ScoreWeights) -> Self {
         let mut set = Self::empty(name);
-        let parts: [(Box<dyn Scorer>, f64); 6] = [
+        let parts: [(Box<dyn Scorer>, f64); 7] = [
             (Box::new(Fragmentation), w.fragmentation),
+            (Box::new(BestFit), w.best_fit),
             (Box::new(BinPack), w.bin_pack),
             (Box::new(Spread), w.spread),
             (Box::new(Cost), w.cost),
@@ -517,7 +550,7 @@ impl ScorerSet {
                 set = set.with(s, wt);
             }
         }
-        set.scan = if w.spread > w.bin_pack + w.fragmentation {
+        set.scan = if w.spread > w.bin_pack + w.fragmentation + w.best_fit {
             ScanOrder::MostFreeFirst
         } else {
             ScanOrder::LeastFreeFirst
@@ -585,6 +618,7 @@ impl ScorerSet {
             cost: 0.0,
             locality: 0.0,
             latency: 0.0,
+            best_fit: 0.0,
         };
         for kv in body.split(',').filter(|s| !s.is_empty()) {
             let (k, v) = kv.split_once('=')?;
@@ -600,6 +634,7 @@ impl ScorerSet {
                 "cost" => &mut w.cost,
                 "locality" => &mut w.locality,
                 "latency" => &mut w.latency,
+                "best_fit" => &mut w.best_fit,
                 _ => return None,
             };
             *slot = v;

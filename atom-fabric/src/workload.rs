@@ -4,8 +4,11 @@
 //! A node's fragmentation for one task type is the free GPU share the task cannot use there:
 //! everything free when the task does not fit on the node at all (CPU, memory or GPUs short),
 //! otherwise the free share of devices that cannot take one of its GPU slices (wrong model, or
-//! less free than the slice; for whole-GPU tasks, every partly used device). The expected
-//! fragmentation weights these by the type's share of the requests seen so far.
+//! less free than the slice; for whole-GPU tasks, every partly used device), plus the GPUs
+//! stranded when the free CPU or memory holds fewer of its requests than the devices could take.
+//! Each type keeps the distribution of its requests' CPU and memory, so a 12-core request is
+//! not judged by a 4-core one of the same GPU shape. The expected fragmentation weights these
+//! by the type's share of the requests seen so far.
 
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +25,25 @@ struct TaskType {
     count: u64,
     cpu_sum: u64,
     mem_sum: u64,
+    /// Exact `(cpu, mem, count)` of the requests of this shape (at most `MAX_DEMANDS` entries;
+    /// beyond, a new value is merged into the nearest entry).
+    #[serde(default)]
+    demands: Vec<(u64, u64, u64)>,
+}
+
+/// Distinct `(cpu, mem)` demands remembered per task type.
+const MAX_DEMANDS: usize = 32;
+
+/// Representative `(cpu, mem)` demands per task type used for scoring: enough to tell a 4-core
+/// request from a 12-core one of the same GPU shape, few enough to keep scoring cheap.
+const SUB_DEMANDS: usize = 6;
+
+/// A CPU and memory demand of a task type with its share of the type's requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct SubDemand {
+    pub q: f64,
+    pub cpu: u64,
+    pub mem: u64,
 }
 
 /// A task type as used for scoring: probability and the mean CPU and memory of its requests.
@@ -33,10 +55,12 @@ pub(crate) struct FrozenType {
     pub models: Option<Vec<u32>>,
     pub cpu: u64,
     pub mem: u64,
+    #[serde(default)]
+    pub subs: Vec<SubDemand>,
 }
 
 impl FrozenType {
-    fn model_ok(&self, m: u32) -> bool {
+    pub(crate) fn model_ok(&self, m: u32) -> bool {
         self.models.as_ref().is_none_or(|ms| ms.contains(&m))
     }
 }
@@ -104,6 +128,7 @@ impl WorkloadDistribution {
                 t.count += 1;
                 t.cpu_sum = t.cpu_sum.saturating_add(d.cpu);
                 t.mem_sum = t.mem_sum.saturating_add(d.mem);
+                note_demand(&mut t.demands, d.cpu, d.mem);
                 false
             }
             None if self.types.len() < MAX_TASK_TYPES => {
@@ -114,6 +139,7 @@ impl WorkloadDistribution {
                     count: 1,
                     cpu_sum: d.cpu,
                     mem_sum: d.mem,
+                    demands: vec![(d.cpu, d.mem, 1)],
                 });
                 true
             }
@@ -140,6 +166,7 @@ impl WorkloadDistribution {
                 models: t.models.clone(),
                 cpu: t.cpu_sum / t.count.max(1),
                 mem: t.mem_sum / t.count.max(1),
+                subs: compress(&t.demands, SUB_DEMANDS),
             })
             .collect();
     }
@@ -156,6 +183,74 @@ impl WorkloadDistribution {
     pub(crate) fn version(&self) -> u64 {
         self.version
     }
+}
+
+/// Counts one request's `(cpu, mem)` in a type's exact demands.
+fn note_demand(ds: &mut Vec<(u64, u64, u64)>, cpu: u64, mem: u64) {
+    if let Some(e) = ds.iter_mut().find(|e| e.0 == cpu && e.1 == mem) {
+        e.2 += 1;
+        return;
+    }
+    if ds.len() < MAX_DEMANDS {
+        ds.push((cpu, mem, 1));
+        return;
+    }
+    // Full: count it with the nearest remembered demand (ties: the first).
+    let dist = |e: &(u64, u64, u64)| e.0.abs_diff(cpu) + e.1.abs_diff(mem) / 4;
+    if let Some(e) = ds.iter_mut().min_by_key(|e| dist(e)) {
+        e.2 += 1;
+    }
+}
+
+/// At most `k` representative demands: the exact ones sorted by (cpu, mem), cut into groups of
+/// about equal count; each group is represented by its count-weighted mean.
+fn compress(ds: &[(u64, u64, u64)], k: usize) -> Vec<SubDemand> {
+    let mut v: Vec<(u64, u64, u64)> = ds.to_vec();
+    v.sort_unstable();
+    let total: u64 = v.iter().map(|e| e.2).sum();
+    if total == 0 {
+        return Vec::new();
+    }
+    let k = k.max(1);
+    if v.len() <= k {
+        return v
+            .iter()
+            .map(|&(c, m, n)| SubDemand {
+                q: n as f64 / total as f64,
+                cpu: c,
+                mem: m,
+            })
+            .collect();
+    }
+    let mut out = Vec::with_capacity(k);
+    let (mut n, mut cs, mut ms) = (0u64, 0u128, 0u128);
+    let mut cum = 0u64;
+    let mut group = 1u64;
+    for &(c, m, cnt) in &v {
+        n += cnt;
+        cs += u128::from(c) * u128::from(cnt);
+        ms += u128::from(m) * u128::from(cnt);
+        cum += cnt;
+        if cum * k as u64 >= group * total {
+            out.push(SubDemand {
+                q: n as f64 / total as f64,
+                cpu: (cs / u128::from(n)) as u64,
+                mem: (ms / u128::from(n)) as u64,
+            });
+            (n, cs, ms) = (0, 0, 0);
+            while cum * k as u64 >= group * total {
+                group += 1;
+            }
+        }
+    }
+    if n > 0 {
+        out.push(SubDemand {
+            q: n as f64 / total as f64,
+            cpu: (cs / u128::from(n)) as u64,
+            mem: (ms / u128::from(n)) as u64,
+        });
+    }
+    out
 }
 
 /// Contention of each GPU model: the demand of model-constrained task types that accept it,
@@ -202,50 +297,111 @@ pub(crate) fn model_contention<'a>(
     }
 }
 
-/// Bit i set when frozen type i fits the node's free CPU and memory.
-pub(crate) fn cpu_fit_mask(types: &[FrozenType], cpu_free: u64, mem_free: u64) -> u64 {
-    types
-        .iter()
-        .enumerate()
-        .filter(|(_, t)| t.cpu <= cpu_free && t.mem <= mem_free)
-        .fold(0u64, |m, (i, _)| m | (1u64 << i))
-}
-
-/// Expected fragmentation (milli-GPUs) of a node with devices `(model, free milli)`.
+/// Expected fragmentation (milli-GPUs) of a node with devices `(model, free milli)` and
+/// `cpu_free` / `mem_free` left: the free GPU share the workload could not use there, weighted
+/// by each task type's frequency.
 ///
-/// Free devices of a model a task type does not accept are fragments from its point of view
-/// (as in FGD): flexible tasks are thus steered onto GPU models that constrained tasks cannot use.
+/// For one task type, the share it can use is the free share of the devices that can take one
+/// of its slices (accepted model, enough free; whole free devices for whole-GPU types, and at
+/// least as many as it asks for). It can use nothing when one request does not fit the node's
+/// free CPU or memory; when CPU or memory allow fewer requests than the devices could take, it
+/// can use only what those requests would take (the rest is stranded). This is evaluated per
+/// representative CPU / memory demand of the type ([`SubDemand`]). Free devices of a model a
+/// type does not accept are fragments from its point of view (as in FGD): flexible tasks are
+/// thus steered onto GPU models that constrained tasks cannot use.
 pub(crate) fn expected_fragmentation(
     devs: &[(u32, u32)],
-    fit_mask: u64,
+    cpu_free: u64,
+    mem_free: u64,
     types: &[FrozenType],
 ) -> f64 {
     let total: u64 = devs.iter().map(|&(_, f)| u64::from(f)).sum();
     if total == 0 {
         return 0.0;
     }
+    let gpu: Vec<(u64, u64)> = types.iter().map(|t| gpu_usable(devs, t)).collect();
+    fragmentation_with(total, &gpu, cpu_free, mem_free, types)
+}
+
+/// The GPU side of [`expected_fragmentation`] for one type: `(usable, slots)`, the free share
+/// of the devices the type can use and how many of its requests they could take (the usable
+/// share is 0 when they cannot take one). It depends only on the devices, so callers cache it
+/// per GPU shape.
+pub(crate) fn gpu_usable(devs: &[(u32, u32)], t: &FrozenType) -> (u64, u64) {
+    let g = u64::from(t.gpus.max(1));
+    let need = t.milli.clamp(1, 1000);
+    let (mut usable, mut slots) = (0u64, 0u64);
+    if need >= 1000 {
+        let ok = devs
+            .iter()
+            .filter(|&&(m, f)| f >= 1000 && t.model_ok(m))
+            .count() as u64;
+        slots = ok / g;
+        usable = if slots > 0 { ok * 1000 } else { 0 };
+    } else if g == 1 {
+        for &(m, f) in devs {
+            if f >= need && t.model_ok(m) {
+                usable += u64::from(f);
+                slots += u64::from(f / need);
+            }
+        }
+    } else {
+        let (mut ok, mut free) = (0u64, 0u64);
+        for &(m, f) in devs {
+            if f >= need && t.model_ok(m) {
+                ok += 1;
+                free += u64::from(f);
+            }
+        }
+        slots = ok / g;
+        usable = if slots > 0 { free } else { 0 };
+    }
+    (usable, slots)
+}
+
+/// The CPU and memory side of [`expected_fragmentation`]: `total` free milli-GPUs, `gpu[i]`
+/// the [`gpu_usable`] of `types[i]`.
+pub(crate) fn fragmentation_with(
+    total: u64,
+    gpu: &[(u64, u64)],
+    cpu_free: u64,
+    mem_free: u64,
+    types: &[FrozenType],
+) -> f64 {
+    if total == 0 {
+        return 0.0;
+    }
     let mut sum = 0.0;
-    for (i, t) in types.iter().enumerate() {
-        let frag = if fit_mask & (1u64 << i) == 0 {
-            total
-        } else {
-            let need = t.milli.min(1000);
-            let mut usable = 0u32;
-            let mut unusable_free = 0u64;
-            for &(m, free) in devs {
-                if free >= need && t.model_ok(m) {
-                    usable += 1;
-                } else {
-                    unusable_free += u64::from(free);
-                }
+    for (t, &(usable, slots)) in types.iter().zip(gpu) {
+        if slots == 0 {
+            sum += t.p * total as f64;
+            continue;
+        }
+        let per_request = u64::from(t.gpus.max(1)) * u64::from(t.milli.clamp(1, 1000));
+        let single = [SubDemand {
+            q: 1.0,
+            cpu: t.cpu,
+            mem: t.mem,
+        }];
+        let subs: &[SubDemand] = if t.subs.is_empty() { &single } else { &t.subs };
+        let mut used = 0.0;
+        for s in subs {
+            if s.cpu > cpu_free || s.mem > mem_free {
+                continue;
             }
-            if usable >= t.gpus {
-                unusable_free
+            // Multiplications first: the division is needed only when CPU or memory binds.
+            let cap = if cpu_free >= slots.saturating_mul(s.cpu)
+                && mem_free >= slots.saturating_mul(s.mem)
+            {
+                usable
             } else {
-                total
-            }
-        };
-        sum += t.p * frag as f64;
+                let by_cpu = cpu_free.checked_div(s.cpu).unwrap_or(u64::MAX);
+                let by_mem = mem_free.checked_div(s.mem).unwrap_or(u64::MAX);
+                (by_cpu.min(by_mem) * per_request).min(usable)
+            };
+            used += s.q * cap as f64;
+        }
+        sum += t.p * (total as f64 - used);
     }
     sum
 }
@@ -277,16 +433,39 @@ mod tests {
         assert_eq!(types.len(), 2);
         // Node: device A 300 free, device B 1000 free, plenty of CPU.
         let devs = [(0, 300), (0, 1000)];
-        let mask = cpu_fit_mask(types, 8000, 0);
         // 500-type: A (300 < 500) is a fragment -> 300. whole-type: A partly used -> 300.
-        let f = expected_fragmentation(&devs, mask, types);
+        let f = expected_fragmentation(&devs, 64_000, 0, types);
         assert!((f - 300.0).abs() < 1e-9, "{f}");
         // With too little CPU for either type, all 1300 free milli are fragments.
-        let f = expected_fragmentation(&devs, cpu_fit_mask(types, 1000, 0), types);
+        let f = expected_fragmentation(&devs, 1000, 0, types);
         assert!((f - 1300.0).abs() < 1e-9, "{f}");
         // Two devices of 600 free: 500-type uses both (0), whole-type can use none (1200).
-        let f = expected_fragmentation(&[(0, 600), (0, 600)], mask, types);
+        let f = expected_fragmentation(&[(0, 600), (0, 600)], 64_000, 0, types);
         assert!((f - 600.0).abs() < 1e-9, "{f}");
+        // Two whole free devices but CPU for one request only: each type can use 500 or 1000
+        // of the 2000 free (the rest is stranded): 0.5 * 1500 + 0.5 * 1000.
+        let f = expected_fragmentation(&[(0, 1000), (0, 1000)], 4000, 0, types);
+        assert!((f - 1250.0).abs() < 1e-9, "{f}");
+    }
+
+    #[test]
+    fn cpu_demands_are_kept_per_type() {
+        // One GPU shape asked with 2 cores (3 times) and 12 cores (once).
+        let mut w = WorkloadDistribution::new();
+        for cpu in [2000, 2000, 12_000, 2000] {
+            w.observe(&d(1, 1000, cpu));
+        }
+        let t = &w.frozen()[0];
+        assert_eq!(t.subs.len(), 2);
+        assert!((t.subs[0].q - 0.75).abs() < 1e-12 && t.subs[0].cpu == 2000);
+        // 8 cores free: the 2-core requests fit (0 fragment), the 12-core ones do not (1000).
+        let f = expected_fragmentation(&[(0, 1000)], 8000, 0, w.frozen());
+        assert!((f - 250.0).abs() < 1e-9, "{f}");
+        // Representative demands are capped; their shares still sum to 1.
+        let many: Vec<(u64, u64, u64)> = (1..=20).map(|c| (c * 1000, 0, 1)).collect();
+        let subs = compress(&many, SUB_DEMANDS);
+        assert_eq!(subs.len(), SUB_DEMANDS);
+        assert!((subs.iter().map(|s| s.q).sum::<f64>() - 1.0).abs() < 1e-12);
     }
 
     #[test]

@@ -706,6 +706,7 @@ fn bin_pack_spread_cost_and_locality_pick_the_expected_nodes() {
         cost: 0.0,
         locality: 0.0,
         latency: 0.0,
+        best_fit: 0.0,
     };
     let setup = |cfg: SchedulerConfig| {
         let mut s = Scheduler::new(cfg);
