@@ -131,10 +131,20 @@ impl Controller {
             ("panic_window_s", c.panic_window_s),
             ("panic_threshold", c.panic_threshold),
             ("scale_down_delay_s", c.scale_down_delay_s),
+            ("cold_start_s", c.cold_start_s),
+            ("trend_ratio", c.trend_ratio),
+            ("queue_panic_factor", c.queue_panic_factor),
+            ("burst_window_s", c.burst_window_s),
+            ("burst_fraction", c.burst_fraction),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return bad(format!("{name} must be a finite, non-negative number"));
             }
+        }
+        if let Some(cap) = c.capacity_per_replica
+            && !(cap.is_finite() && cap > 0.0)
+        {
+            return bad("capacity_per_replica must be a positive number".into());
         }
         spec.resources.validate()?;
         let key = (spec.tenant_id.clone(), spec.model_id.clone());
@@ -496,6 +506,40 @@ mod tests {
     }
 
     #[test]
+    fn work_mode_sizes_the_set_on_offered_load_through_the_controller() {
+        let mut f = fabric(8, 1);
+        // Three replicas placed by hand: their 12 slots hold the 10 in flight (no queue).
+        f.execute(Command::Schedule {
+            request: ScheduleRequest::new("t1", "bert", "v1", spec(false).resources)
+                .with_replicas(3),
+        })
+        .unwrap();
+        let mut c = Controller::new(30_000);
+        let mut s = spec(true);
+        s.config.capacity_per_replica = Some(4.0);
+        s.config.scale_down_delay_s = 10.0;
+        c.add_set(s).unwrap();
+        // 10 busy slots offered, 10 in flight: ceil(10 / 4) = 3 replicas, whatever the
+        // concurrency target (2 per replica would say 5).
+        for t in 0..60 {
+            c.observe(
+                "t1",
+                "bert",
+                Observation {
+                    t: f64::from(t),
+                    concurrency: 10.0,
+                    offered_load: Some(10.0),
+                    ..Default::default()
+                },
+            );
+        }
+        let plan = c.plan(f.scheduler(), 60_000);
+        let d = &plan[0].decision;
+        assert_eq!((d.current, d.desired), (3, 3), "{:?}", d.reasons);
+        assert!(plan[0].commands.is_empty());
+    }
+
+    #[test]
     fn bad_sets_are_refused() {
         let mut c = Controller::new(1);
         let mut s = spec(true);
@@ -507,6 +551,12 @@ mod tests {
         assert!(c.add_set(s).is_err());
         let mut s = spec(true);
         s.resources.gpu_milli = 5_000;
+        assert!(c.add_set(s).is_err());
+        let mut s = spec(true);
+        s.config.capacity_per_replica = Some(0.0);
+        assert!(c.add_set(s).is_err());
+        let mut s = spec(true);
+        s.config.burst_fraction = f64::NAN;
         assert!(c.add_set(s).is_err());
         assert_eq!(c.sets().count(), 0);
     }

@@ -11,6 +11,15 @@
 //! tenant's quota and to the memory budget (P6), and are dry-run by default (P3): they carry the
 //! planned action and every reason, and are applied by the caller through the scheduler.
 //!
+//! **Work mode.** With `capacity_per_replica` set (a replica's slots) and observations that carry
+//! the offered load (arrival rate × mean service time, in busy slots), the set is sized on work
+//! instead of request counts: the stable-window mean of the offered load; ahead of a rising load
+//! (fast average above `trend_ratio` × the slow one), its extrapolation over the cold start; while
+//! requests wait for a slot, `queue_panic_factor` × the concurrency (queue-aware panic); a burst
+//! floor of `burst_fraction` of the largest offered load of the last `burst_window_s`, so bursts
+//! that recur within the window find replicas ready despite the cold start; and the peak of the
+//! recommendations of the last `scale_down_delay_s` (scale down as soon as that window allows).
+//!
 //! The clock is injected: every call takes `now` in seconds.
 //!
 //! ```
@@ -60,6 +69,23 @@ pub struct AutoscalerConfig {
     pub memory_budget_bytes: Option<u64>,
     /// Plan only (P3 default): decisions are returned, never applied by the autoscaler.
     pub dry_run: bool,
+    /// Requests one replica serves at once (its slots). When set, and the observations carry the
+    /// offered load, the set is sized on work instead of the concurrency target: see
+    /// [`Autoscaler::decide`]. `None` keeps the concurrency-target (KPA-style) rules.
+    pub capacity_per_replica: Option<f64>,
+    /// Seconds from scale-up to a serving replica: how far ahead a rising load is extrapolated.
+    pub cold_start_s: f64,
+    /// A rising load is extrapolated when its fast average (5 s) exceeds the slow one (30 s) by
+    /// this ratio.
+    pub trend_ratio: f64,
+    /// While requests wait for a slot (concurrency above the replicas' slots), provision for this
+    /// multiple of the concurrency (queue-aware panic).
+    pub queue_panic_factor: f64,
+    /// Window (s) of the burst floor: the set keeps `burst_fraction` of the largest offered load
+    /// seen in it, so recurring bursts shorter than a cold start find replicas ready. 0 disables.
+    pub burst_window_s: f64,
+    /// Fraction of the window's peak offered load the burst floor provisions for.
+    pub burst_fraction: f64,
 }
 
 impl Default for AutoscalerConfig {
@@ -76,6 +102,12 @@ impl Default for AutoscalerConfig {
             replica_memory_bytes: 0,
             memory_budget_bytes: None,
             dry_run: true,
+            capacity_per_replica: None,
+            cold_start_s: 10.0,
+            trend_ratio: 1.4,
+            queue_panic_factor: 1.3,
+            burst_window_s: 900.0,
+            burst_fraction: 0.8,
         }
     }
 }
@@ -131,7 +163,17 @@ pub struct Autoscaler {
     window: VecDeque<Observation>,
     panic_until: Option<f64>,
     below_since: Option<f64>,
+    /// Work mode: offered load over the burst window (time, busy slots).
+    peaks: VecDeque<(f64, f64)>,
+    /// Work mode: fast and slow moving averages of the offered load, and their time.
+    trend: Option<(f64, f64, f64)>,
+    /// Work mode: recent recommendations (time, replicas), held for the scale-down delay.
+    held: VecDeque<(f64, u32)>,
 }
+
+/// Time constants (s) of the fast and slow averages of the offered load (work mode).
+const TREND_FAST_S: f64 = 5.0;
+const TREND_SLOW_S: f64 = 30.0;
 
 fn mean_concurrency(obs: &VecDeque<Observation>, from: f64) -> Option<f64> {
     let mut n = 0usize;
@@ -151,7 +193,24 @@ impl Autoscaler {
             window: VecDeque::new(),
             panic_until: None,
             below_since: None,
+            peaks: VecDeque::new(),
+            trend: None,
+            held: VecDeque::new(),
         }
+    }
+
+    /// Work mode is on: a capacity per replica is configured and the latest observation carries
+    /// the offered load.
+    fn work_capacity(&self) -> Option<f64> {
+        let cap = self
+            .config
+            .capacity_per_replica
+            .filter(|c| c.is_finite() && *c > 0.0)?;
+        self.window
+            .back()
+            .and_then(|o| o.offered_load)
+            .filter(|l| l.is_finite())
+            .map(|_| cap)
     }
 
     /// The configuration.
@@ -169,15 +228,129 @@ impl Autoscaler {
         while self.window.front().is_some_and(|f| f.t < keep_from) {
             self.window.pop_front();
         }
+        if let Some(load) = o.offered_load.filter(|l| l.is_finite() && *l >= 0.0) {
+            self.peaks.push_back((o.t, load));
+            while self
+                .peaks
+                .front()
+                .is_some_and(|f| f.0 <= o.t - self.config.burst_window_s)
+            {
+                self.peaks.pop_front();
+            }
+            self.trend = Some(match self.trend {
+                None => (load, load, o.t),
+                Some((fast, slow, at)) => {
+                    let dt = (o.t - at).max(0.0);
+                    let f = 1.0 - (-dt / TREND_FAST_S).exp();
+                    let s = 1.0 - (-dt / TREND_SLOW_S).exp();
+                    (fast + f * (load - fast), slow + s * (load - slow), o.t)
+                }
+            });
+        }
     }
 
-    /// Decides the replica count at `now` given `current` replicas and the tenant's remaining
-    /// quota in replicas (`None` = no quota limit beyond `max_replicas`).
-    pub fn decide(&mut self, now: f64, current: u32, quota_replicas: Option<u32>) -> ScaleDecision {
+    /// Work mode: replicas for the offered load (busy slots), recommended at `now`.
+    ///
+    /// The need in slots is the largest of: the mean offered load over the stable window; when
+    /// the load is rising (fast average above `trend_ratio` × the slow one), the fast average
+    /// extrapolated on its trend over the cold start, plus half its square root (Poisson
+    /// headroom); while requests wait for a slot (concurrency above the current replicas' slots),
+    /// `queue_panic_factor` × the concurrency, or the panic-window load if larger. Replicas =
+    /// ceil(need / capacity), held for the scale-down delay (the peak of the recent
+    /// recommendations), and never below the burst floor: `burst_fraction` of the largest offered
+    /// load of the burst window.
+    fn decide_work(
+        &mut self,
+        now: f64,
+        current: u32,
+        cap: f64,
+        reasons: &mut Vec<String>,
+    ) -> (u32, bool) {
+        let c = &self.config;
+        let load_mean = |from: f64| {
+            let v: Vec<f64> = self
+                .window
+                .iter()
+                .filter(|o| o.t > from)
+                .filter_map(|o| o.offered_load)
+                .collect();
+            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+        };
+        let stable = load_mean(now - c.stable_window_s).unwrap_or(0.0);
+        let mut need = stable;
+        reasons.push(format!(
+            "stable window {:.0} s: mean offered load {stable:.2} busy slots",
+            c.stable_window_s
+        ));
+        if let Some((fast, slow, _)) = self.trend
+            && fast > c.trend_ratio * slow
+        {
+            let slope = ((fast - slow) / (TREND_SLOW_S - TREND_FAST_S)).max(0.0);
+            let ahead = fast + slope * c.cold_start_s;
+            let want = ahead + 0.5 * ahead.sqrt();
+            if want > need {
+                reasons.push(format!(
+                    "load rising ({fast:.2} over {slow:.2}): {ahead:.2} busy slots in {:.0} s -> {want:.2} slots",
+                    c.cold_start_s
+                ));
+                need = want;
+            }
+        }
+        let concurrency = self.window.back().map_or(0.0, |o| o.concurrency);
+        let queueing = concurrency > f64::from(current) * cap;
+        if queueing {
+            let panic_load = load_mean(now - c.panic_window_s).unwrap_or(0.0);
+            let want = panic_load.max(c.queue_panic_factor * concurrency);
+            if want > need {
+                reasons.push(format!(
+                    "requests waiting ({concurrency:.0} over {:.0} slots): panic -> {want:.2} slots",
+                    f64::from(current) * cap
+                ));
+                need = want;
+            }
+        }
+        let raw = (need / cap).ceil().clamp(0.0, f64::from(u32::MAX)) as u32;
+        self.held.push_back((now, raw));
+        while self
+            .held
+            .front()
+            .is_some_and(|f| f.0 < now - c.scale_down_delay_s)
+        {
+            self.held.pop_front();
+        }
+        let mut desired = self.held.iter().map(|h| h.1).max().unwrap_or(raw);
+        if desired > raw {
+            reasons.push(format!(
+                "holding the peak of the last {:.0} s: {desired} replicas",
+                c.scale_down_delay_s
+            ));
+        }
+        if c.burst_window_s > 0.0 {
+            let peak = self.peaks.iter().map(|p| p.1).fold(0.0, f64::max);
+            let floor = (c.burst_fraction * peak / cap)
+                .ceil()
+                .clamp(0.0, f64::from(u32::MAX)) as u32;
+            if floor > desired {
+                reasons.push(format!(
+                    "burst floor: {:.0} % of the {peak:.2} busy-slot peak of the last {:.0} s -> {floor} replicas",
+                    c.burst_fraction * 100.0,
+                    c.burst_window_s
+                ));
+                desired = floor;
+            }
+        }
+        (desired, queueing)
+    }
+
+    /// Concurrency mode (KPA's rules, with the latency term and Ray Serve's scale-down delay).
+    fn decide_concurrency(
+        &mut self,
+        now: f64,
+        current: u32,
+        reasons: &mut Vec<String>,
+    ) -> (u32, bool) {
         let c = &self.config;
         let target = c.target_per_replica.max(1e-9);
-        let mut reasons = Vec::new();
-        let mut policies = Vec::new();
         let stable = mean_concurrency(&self.window, now - c.stable_window_s).unwrap_or(0.0);
         let panic_avg = mean_concurrency(&self.window, now - c.panic_window_s).unwrap_or(0.0);
         let stable_want = (stable / target).ceil();
@@ -234,6 +407,19 @@ impl Autoscaler {
         } else {
             self.below_since = None;
         }
+        (desired, panic)
+    }
+
+    /// Decides the replica count at `now` given `current` replicas and the tenant's remaining
+    /// quota in replicas (`None` = no quota limit beyond `max_replicas`).
+    pub fn decide(&mut self, now: f64, current: u32, quota_replicas: Option<u32>) -> ScaleDecision {
+        let mut reasons = Vec::new();
+        let (mut desired, panic) = match self.work_capacity() {
+            Some(cap) => self.decide_work(now, current, cap, &mut reasons),
+            None => self.decide_concurrency(now, current, &mut reasons),
+        };
+        let c = &self.config;
+        let mut policies = Vec::new();
         if desired < c.min_replicas {
             reasons.push(format!("clamped up to min_replicas {}", c.min_replicas));
             desired = c.min_replicas;
@@ -394,5 +580,91 @@ mod tests {
         });
         let d = a.decide(66.0, 3, None);
         assert_eq!(d.desired, 6, "24 GiB / 4 GiB: {:?}", d.reasons);
+    }
+
+    fn work(a: &mut Autoscaler, from: u32, to: u32, conc: f64, load: f64) {
+        for t in from..to {
+            a.observe(Observation {
+                t: f64::from(t),
+                concurrency: conc,
+                offered_load: Some(load),
+                ..Default::default()
+            });
+        }
+    }
+
+    fn work_config() -> AutoscalerConfig {
+        AutoscalerConfig {
+            capacity_per_replica: Some(8.0),
+            scale_down_delay_s: 10.0,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn work_mode_sizes_on_offered_load_and_keeps_a_burst_floor_through_gaps() {
+        let mut a = Autoscaler::new(work_config());
+        work(&mut a, 0, 60, 20.0, 20.0);
+        let d = a.decide(60.0, 3, None);
+        assert_eq!(d.desired, 3, "ceil(20 / 8): {:?}", d.reasons);
+        // Idle for two minutes: the stable mean is 0, but 80 % of the 20-slot peak stays ready.
+        work(&mut a, 60, 180, 0.0, 0.0);
+        let d = a.decide(180.0, 3, None);
+        assert_eq!(d.desired, 2, "{:?}", d.reasons);
+        assert!(d.reasons.iter().any(|r| r.contains("burst floor")));
+        // Once the peak leaves the 900 s burst window, down to min_replicas.
+        work(&mut a, 180, 1_000, 0.0, 0.0);
+        assert_eq!(a.decide(1_000.0, 2, None).desired, 1);
+        // Without the offered load the concurrency rules apply (target 2 per replica).
+        let mut b = Autoscaler::new(work_config());
+        feed(&mut b, 0, 60, 20.0);
+        assert_eq!(b.decide(60.0, 3, None).desired, 10);
+    }
+
+    #[test]
+    fn work_mode_panics_on_a_queue_and_scales_ahead_of_a_rising_load() {
+        let mut a = Autoscaler::new(work_config());
+        work(&mut a, 0, 60, 10.0, 10.0);
+        // 30 requests on 2 replicas (16 slots): 1.3 x 30 = 39 slots -> 5 replicas at once.
+        a.observe(Observation {
+            t: 60.0,
+            concurrency: 30.0,
+            offered_load: Some(12.0),
+            ..Default::default()
+        });
+        let d = a.decide(60.0, 2, None);
+        assert!(d.panic, "{:?}", d.reasons);
+        assert_eq!(d.desired, 5, "{:?}", d.reasons);
+        // The peak is held for the 10 s delay, then the set follows the load again.
+        work(&mut a, 61, 65, 10.0, 10.0);
+        assert_eq!(a.decide(65.0, 5, None).desired, 5);
+        work(&mut a, 65, 80, 10.0, 10.0);
+        assert_eq!(a.decide(80.0, 5, None).desired, 2);
+
+        // A load rising 1 slot/s: provisioned for where it will be after the cold start.
+        let mut r = Autoscaler::new(work_config());
+        work(&mut r, 0, 60, 4.0, 4.0);
+        for t in 60..80 {
+            let load = 4.0 + f64::from(t - 60);
+            r.observe(Observation {
+                t: f64::from(t),
+                concurrency: load,
+                offered_load: Some(load),
+                ..Default::default()
+            });
+        }
+        let d = r.decide(80.0, 4, None);
+        let stable_only = ((4.0 * 40.0 + (4..24).sum::<i32>() as f64) / 60.0 / 8.0).ceil() as u32;
+        assert!(
+            d.desired > stable_only,
+            "{} vs {stable_only}: {:?}",
+            d.desired,
+            d.reasons
+        );
+        assert!(
+            d.reasons.iter().any(|r| r.contains("load rising")),
+            "{:?}",
+            d.reasons
+        );
     }
 }

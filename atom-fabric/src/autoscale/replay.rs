@@ -126,8 +126,9 @@ pub trait Policy {
     fn name(&self) -> String;
     /// Tick period in seconds.
     fn tick_s(&self) -> f64;
-    /// Desired replicas at `now`.
-    fn decide(&mut self, now: f64, obs: Observation, current: u32) -> u32;
+    /// Desired replicas at `now`, given the `current` replicas (serving and starting) of which
+    /// `ready` serve.
+    fn decide(&mut self, now: f64, obs: Observation, current: u32, ready: u32) -> u32;
 }
 
 /// atom-fabric's autoscaler.
@@ -141,14 +142,17 @@ impl Policy for AtomPolicy {
     fn tick_s(&self) -> f64 {
         1.0
     }
-    fn decide(&mut self, now: f64, obs: Observation, current: u32) -> u32 {
+    fn decide(&mut self, now: f64, obs: Observation, current: u32, _ready: u32) -> u32 {
         self.0.observe(obs);
         self.0.decide(now, current, None).desired
     }
 }
 
-/// Ray Serve's default policy: desired = ongoing / target, acted on only after consecutive
-/// same-direction decisions for `upscale_delay_s` / `downscale_delay_s`.
+/// Ray Serve's default policy (`replica_queue_length_autoscaling_policy`): the handles record
+/// the ongoing requests (queued + running) every 0.5 s and push their mean over the look-back
+/// period (30 s) every 10 s; desired = ceil(that mean / target), acted on only after consecutive
+/// same-direction decisions of the 0.1 s control loop for `upscale_delay_s` /
+/// `downscale_delay_s`.
 #[derive(Debug, Clone)]
 pub struct RayServePolicy {
     /// Target ongoing requests per replica.
@@ -157,12 +161,22 @@ pub struct RayServePolicy {
     pub upscale_delay_s: f64,
     /// Downscale delay (600 s).
     pub downscale_delay_s: f64,
+    /// Window the pushed metric averages over (`look_back_period_s`, 30 s).
+    pub look_back_s: f64,
+    /// How often the handles record ongoing requests (0.5 s).
+    pub record_interval_s: f64,
+    /// How often the handles push the averaged metric to the controller (10 s).
+    pub push_interval_s: f64,
     /// Bounds.
     pub min: u32,
     /// Bounds.
     pub max: u32,
     /// Control-loop period (0.1 s).
     pub tick: f64,
+    samples: VecDeque<(f64, f64)>,
+    last_record: Option<f64>,
+    last_push: Option<f64>,
+    pushed: f64,
     up_since: Option<f64>,
     down_since: Option<f64>,
 }
@@ -174,12 +188,49 @@ impl RayServePolicy {
             target_ongoing,
             upscale_delay_s: 30.0,
             downscale_delay_s: 600.0,
+            look_back_s: 30.0,
+            record_interval_s: 0.5,
+            push_interval_s: 10.0,
             min,
             max,
             tick: 0.1,
+            samples: VecDeque::new(),
+            last_record: None,
+            last_push: None,
+            pushed: 0.0,
             up_since: None,
             down_since: None,
         }
+    }
+
+    /// The metric the controller sees at `now`.
+    fn metric(&mut self, now: f64, ongoing: f64) -> f64 {
+        if self.look_back_s <= 0.0 {
+            return ongoing;
+        }
+        if self
+            .last_record
+            .is_none_or(|r| now - r >= self.record_interval_s - 1e-9)
+        {
+            self.samples.push_back((now, ongoing));
+            self.last_record = Some(now);
+        }
+        while self
+            .samples
+            .front()
+            .is_some_and(|f| f.0 < now - self.look_back_s)
+        {
+            self.samples.pop_front();
+        }
+        if self
+            .last_push
+            .is_none_or(|p| now - p >= self.push_interval_s - 1e-9)
+        {
+            let n = self.samples.len().max(1) as f64;
+            self.pushed = self.samples.iter().map(|s| s.1).sum::<f64>() / n;
+            self.last_push = Some(now);
+        }
+        self.pushed
     }
 }
 
@@ -190,9 +241,9 @@ impl Policy for RayServePolicy {
     fn tick_s(&self) -> f64 {
         self.tick
     }
-    fn decide(&mut self, now: f64, obs: Observation, current: u32) -> u32 {
-        let want =
-            ((obs.concurrency / self.target_ongoing).ceil() as u32).clamp(self.min, self.max);
+    fn decide(&mut self, now: f64, obs: Observation, current: u32, _ready: u32) -> u32 {
+        let ongoing = self.metric(now, obs.concurrency);
+        let want = ((ongoing / self.target_ongoing).ceil() as u32).clamp(self.min, self.max);
         match want.cmp(&current) {
             Ordering::Greater => {
                 self.down_since = None;
@@ -219,8 +270,12 @@ impl Policy for RayServePolicy {
     }
 }
 
-/// Knative's KPA: stable (60 s) and panic (6 s) windows, panic at 200 %, tick 2 s, scale-up rate
-/// 1000×, scale-down rate 2× per tick, no scale-down in panic.
+/// Knative's KPA (`pkg/autoscaler/scaling/autoscaler.go`): concurrency (in the pods and queued
+/// at the activator) scraped every second, averaged over the stable (60 s) and panic (6 s)
+/// windows, a decision every 2 s tick. Panic starts when the panic-window recommendation reaches
+/// 200 % of the *ready* pods and lasts until a stable window passes below the threshold; in
+/// panic the count never decreases (`maxPanicPods`). Scale-up rate 1000× and scale-down rate 2×
+/// of the ready pods per decision.
 #[derive(Debug, Clone)]
 pub struct KpaPolicy {
     /// Target concurrency per pod × target utilisation.
@@ -232,6 +287,7 @@ pub struct KpaPolicy {
     window: VecDeque<(f64, f64)>,
     panic_until: Option<f64>,
     max_panic: u32,
+    last_decision: Option<(f64, u32)>,
 }
 
 impl KpaPolicy {
@@ -244,27 +300,38 @@ impl KpaPolicy {
             window: VecDeque::new(),
             panic_until: None,
             max_panic: 0,
+            last_decision: None,
         }
     }
 }
+
+/// KPA's scrape interval (s).
+const KPA_SCRAPE_S: f64 = 1.0;
+/// KPA's decision tick (s).
+const KPA_TICK_S: f64 = 2.0;
 
 impl Policy for KpaPolicy {
     fn name(&self) -> String {
         "knative-kpa".into()
     }
     fn tick_s(&self) -> f64 {
-        2.0
+        KPA_SCRAPE_S
     }
-    fn decide(&mut self, now: f64, obs: Observation, current: u32) -> u32 {
+    fn decide(&mut self, now: f64, obs: Observation, _current: u32, ready: u32) -> u32 {
         self.window.push_back((now, obs.concurrency));
-        while self.window.front().is_some_and(|f| f.0 < now - 60.0) {
+        while self.window.front().is_some_and(|f| f.0 <= now - 60.0) {
             self.window.pop_front();
+        }
+        if let Some((at, desired)) = self.last_decision
+            && now - at < KPA_TICK_S - 1e-9
+        {
+            return desired;
         }
         let avg = |from: f64| {
             let v: Vec<f64> = self
                 .window
                 .iter()
-                .filter(|w| w.0 >= from)
+                .filter(|w| w.0 > from)
                 .map(|w| w.1)
                 .collect();
             if v.is_empty() {
@@ -273,24 +340,28 @@ impl Policy for KpaPolicy {
                 v.iter().sum::<f64>() / v.len() as f64
             }
         };
-        let stable = (avg(now - 60.0) / self.target).ceil() as u32;
-        let panic = (avg(now - 6.0) / self.target).ceil() as u32;
-        let cur = current.max(1);
-        if f64::from(panic) >= 2.0 * f64::from(cur) {
+        let pods = f64::from(ready.max(1));
+        let max_up = (1000.0 * pods).ceil();
+        let max_down = (pods / 2.0).floor();
+        let dspc = (avg(now - 60.0) / self.target).ceil();
+        let dppc = (avg(now - 6.0) / self.target).ceil();
+        let stable = dspc.max(max_down).min(max_up) as u32;
+        let panic = dppc.max(max_down).min(max_up) as u32;
+        if dppc / pods >= 2.0 {
             self.panic_until = Some(now + 60.0);
-        }
-        let in_panic = self.panic_until.is_some_and(|u| now < u);
-        let mut want = if in_panic {
-            self.max_panic = self.max_panic.max(panic).max(current);
-            self.max_panic
-        } else {
+        } else if self.panic_until.is_some_and(|u| now >= u) {
+            self.panic_until = None;
             self.max_panic = 0;
-            stable
-        };
-        // Rate limits.
-        want = want.min(cur.saturating_mul(1000));
-        want = want.max(current / 2);
-        want.clamp(self.min, self.max)
+        }
+        let mut want = stable;
+        if self.panic_until.is_some() {
+            want = want.max(panic);
+            self.max_panic = self.max_panic.max(want);
+            want = self.max_panic;
+        }
+        let want = want.clamp(self.min, self.max);
+        self.last_decision = Some((now, want));
+        want
     }
 }
 
@@ -432,8 +503,9 @@ pub fn replay(
                     arrived.pop_front();
                     arrived_work -= work;
                 }
-                // Offered load over the last 10 s: arrival rate × mean service time = work / 10 s.
-                let offered = Some(arrived_work.max(0.0) / 10.0);
+                // Offered load over the last 10 s (or since the start): arrival rate × mean
+                // service time = work / window.
+                let offered = Some(arrived_work.max(0.0) / now.clamp(1.0, 10.0));
                 let obs = Observation {
                     t: now,
                     concurrency: f64::from(in_flight) + queue.len() as f64,
@@ -444,7 +516,8 @@ pub fn replay(
                     .filter(|&r| !replicas[r].removing)
                     .collect();
                 let current = live.len() as u32;
-                let want = policy.decide(now, obs, current).max(1);
+                let ready = live.iter().filter(|&&r| replicas[r].ready).count() as u32;
+                let want = policy.decide(now, obs, current, ready).max(1);
                 if want > current {
                     for _ in current..want {
                         replicas.push(Replica {
@@ -530,21 +603,29 @@ pub fn replay(
 
 /// The three policies with comparable targets for `model`: Ray Serve's default ratio of target to
 /// maximum ongoing requests (2 of 5) times the slots, KPA's 70 % utilisation times the slots, and
-/// atom with the same 70 % target plus its latency term (budget = the TTFT budget).
+/// atom in work mode (capacity = the slots, the model's cold start, a 10 s hold).
 pub fn standard_policies(model: &ServiceModel, max: u32) -> Vec<Box<dyn Policy>> {
     let slots = f64::from(model.slots);
-    let atom = AutoscalerConfig {
-        min_replicas: 1,
-        max_replicas: max,
-        target_per_replica: 0.7 * slots,
-        latency_budget_ms: Some(model.ttft_budget_s * 1e3),
-        ..AutoscalerConfig::default()
-    };
     vec![
-        Box::new(AtomPolicy(Autoscaler::new(atom))),
+        Box::new(AtomPolicy(Autoscaler::new(atom_config(model, max)))),
         Box::new(RayServePolicy::new(0.4 * slots, 1, max)),
         Box::new(KpaPolicy::new(0.7 * slots, 1, max)),
     ]
+}
+
+/// atom's configuration for `model` in the replay: work mode with the replica's slots as its
+/// capacity and the model's cold start as the forecast horizon; peaks held 10 s.
+pub fn atom_config(model: &ServiceModel, max: u32) -> AutoscalerConfig {
+    AutoscalerConfig {
+        min_replicas: 1,
+        max_replicas: max,
+        target_per_replica: 0.7 * f64::from(model.slots),
+        latency_budget_ms: Some(model.ttft_budget_s * 1e3),
+        capacity_per_replica: Some(f64::from(model.slots)),
+        cold_start_s: model.cold_start_s,
+        scale_down_delay_s: 10.0,
+        ..AutoscalerConfig::default()
+    }
 }
 
 #[cfg(test)]
