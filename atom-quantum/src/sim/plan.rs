@@ -233,6 +233,11 @@ fn block_cost(b: &Block, vector: bool) -> f64 {
     b.op.as_ref().map_or(0.0, |o| o.cost(vector))
 }
 
+/// What the blocks `owners` cost together.
+fn owners_cost(owners: &[usize], blocks: &[Block], vector: bool) -> f64 {
+    owners.iter().map(|&b| block_cost(&blocks[b], vector)).sum()
+}
+
 /// Widest permutation block the vector kernels take (their 32-register limit).
 const MAX_MONO_QUBITS: usize = 5;
 
@@ -310,11 +315,7 @@ fn fuse(
                         .collect();
                     let nop = classify_diag(&nd, &union);
                     let gate_cost = classify_diag(gd, qs).map_or(0.0, |o| o.cost(vector));
-                    let old: f64 = owners
-                        .iter()
-                        .map(|&b| block_cost(&blocks[b], vector))
-                        .sum::<f64>()
-                        + gate_cost;
+                    let old = owners_cost(&owners, &blocks, vector) + gate_cost;
                     if nop.as_ref().map_or(0.0, |o| o.cost(vector)) <= old + 1e-9 {
                         let matrix = if union.len() <= max_qubits {
                             Some(diag_to_dense(&nd))
@@ -410,11 +411,7 @@ fn fuse(
                     let nm = compose(union.len(), &parts);
                     let nop = classify(&nm, &union);
                     let gate_cost = classify(m, qs).map_or(0.0, |o| o.cost(vector));
-                    let old: f64 = owners
-                        .iter()
-                        .map(|&b| block_cost(&blocks[b], vector))
-                        .sum::<f64>()
-                        + gate_cost;
+                    let old = owners_cost(&owners, &blocks, vector) + gate_cost;
                     let new = nop.as_ref().map_or(0.0, |o| o.cost(vector));
                     if new <= old + 1e-9 {
                         let diag = diagonal_of(&nm);

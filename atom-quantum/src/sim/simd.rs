@@ -481,34 +481,68 @@ mod x86 {
         };
     }
 
+    /// The arithmetic and memory primitives of one backend, from its intrinsics: `ld` from a
+    /// checked slice, `ldp`/`stp` at raw addresses the caller vouches for, and `fma`, `mul`,
+    /// `add`, `zero` on registers of type `$v`.
+    macro_rules! arith {
+        ($feat:literal, $v:ty, $load:ident, $store:ident, $fmadd:ident, $mul:ident, $add:ident, $zero:ident) => {
+            #[target_feature(enable = $feat)]
+            fn ld(s: &[R], i: usize) -> $v {
+                let s = &s[i..i + 2 * W];
+                // SAFETY: `s` holds exactly the `2 W` reals read; loadu has no alignment
+                // requirement.
+                unsafe { $load(s.as_ptr()) }
+            }
+            /// # Safety
+            /// `p.add(i)` must be valid for reading `2 W` reals.
+            #[target_feature(enable = $feat)]
+            unsafe fn ldp(p: *const R, i: usize) -> $v {
+                // SAFETY: the caller guarantees the `2 W` reals at `p + i` are readable.
+                unsafe { $load(p.add(i)) }
+            }
+            /// # Safety
+            /// `p.add(i)` must be valid for writing `2 W` reals.
+            #[target_feature(enable = $feat)]
+            unsafe fn stp(p: *mut R, i: usize, v: $v) {
+                // SAFETY: the caller guarantees the `2 W` reals at `p + i` are writable.
+                unsafe { $store(p.add(i), v) }
+            }
+            #[target_feature(enable = $feat)]
+            fn fma(a: $v, b: $v, c: $v) -> $v {
+                $fmadd(a, b, c)
+            }
+            #[target_feature(enable = $feat)]
+            fn mul(a: $v, b: $v) -> $v {
+                $mul(a, b)
+            }
+            #[target_feature(enable = $feat)]
+            fn add(a: $v, b: $v) -> $v {
+                $add(a, b)
+            }
+            #[target_feature(enable = $feat)]
+            fn zero() -> $v {
+                $zero()
+            }
+        };
+    }
+
     pub(crate) mod avx512_f64 {
         use std::arch::x86_64::*;
         type R = f64;
         type I = __m512i;
         const W: usize = 4;
 
-        #[target_feature(enable = "avx512f")]
-        fn ld(s: &[R], i: usize) -> __m512d {
-            let s = &s[i..i + 2 * W];
-            // SAFETY: `s` holds exactly the 8 doubles read; loadu has no alignment requirement.
-            unsafe { _mm512_loadu_pd(s.as_ptr()) }
-        }
-        #[target_feature(enable = "avx512f")]
-        fn fma(a: __m512d, b: __m512d, c: __m512d) -> __m512d {
-            _mm512_fmadd_pd(a, b, c)
-        }
-        #[target_feature(enable = "avx512f")]
-        fn mul(a: __m512d, b: __m512d) -> __m512d {
-            _mm512_mul_pd(a, b)
-        }
-        #[target_feature(enable = "avx512f")]
-        fn add(a: __m512d, b: __m512d) -> __m512d {
-            _mm512_add_pd(a, b)
-        }
-        #[target_feature(enable = "avx512f")]
-        fn zero() -> __m512d {
-            _mm512_setzero_pd()
-        }
+        arith!(
+            "avx512f",
+            __m512d,
+            _mm512_loadu_pd,
+            _mm512_storeu_pd,
+            _mm512_fmadd_pd,
+            _mm512_mul_pd,
+            _mm512_add_pd,
+            _mm512_setzero_pd
+        );
+
         #[target_feature(enable = "avx512f")]
         fn perm(i: I, x: __m512d) -> __m512d {
             _mm512_permutexvar_pd(i, x)
@@ -520,21 +554,6 @@ mod x86 {
             unsafe { _mm512_loadu_si512(v.as_ptr().cast()) }
         }
 
-        /// # Safety
-        /// `p.add(i)` must be valid for reading `2 W` reals.
-        #[target_feature(enable = "avx512f")]
-        unsafe fn ldp(p: *const R, i: usize) -> __m512d {
-            // SAFETY: the caller guarantees the `2 W` reals at `p + i` are readable.
-            unsafe { _mm512_loadu_pd(p.add(i)) }
-        }
-        /// # Safety
-        /// `p.add(i)` must be valid for writing `2 W` reals.
-        #[target_feature(enable = "avx512f")]
-        unsafe fn stp(p: *mut R, i: usize, v: __m512d) {
-            // SAFETY: the caller guarantees the `2 W` reals at `p + i` are writable.
-            unsafe { _mm512_storeu_pd(p.add(i), v) }
-        }
-
         kernels!("avx512f");
     }
 
@@ -544,28 +563,17 @@ mod x86 {
         type I = __m512i;
         const W: usize = 8;
 
-        #[target_feature(enable = "avx512f")]
-        fn ld(s: &[R], i: usize) -> __m512 {
-            let s = &s[i..i + 2 * W];
-            // SAFETY: `s` holds exactly the 16 floats read; loadu has no alignment requirement.
-            unsafe { _mm512_loadu_ps(s.as_ptr()) }
-        }
-        #[target_feature(enable = "avx512f")]
-        fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
-            _mm512_fmadd_ps(a, b, c)
-        }
-        #[target_feature(enable = "avx512f")]
-        fn mul(a: __m512, b: __m512) -> __m512 {
-            _mm512_mul_ps(a, b)
-        }
-        #[target_feature(enable = "avx512f")]
-        fn add(a: __m512, b: __m512) -> __m512 {
-            _mm512_add_ps(a, b)
-        }
-        #[target_feature(enable = "avx512f")]
-        fn zero() -> __m512 {
-            _mm512_setzero_ps()
-        }
+        arith!(
+            "avx512f",
+            __m512,
+            _mm512_loadu_ps,
+            _mm512_storeu_ps,
+            _mm512_fmadd_ps,
+            _mm512_mul_ps,
+            _mm512_add_ps,
+            _mm512_setzero_ps
+        );
+
         #[target_feature(enable = "avx512f")]
         fn perm(i: I, x: __m512) -> __m512 {
             _mm512_permutexvar_ps(i, x)
@@ -577,21 +585,6 @@ mod x86 {
             unsafe { _mm512_loadu_si512(v.as_ptr().cast()) }
         }
 
-        /// # Safety
-        /// `p.add(i)` must be valid for reading `2 W` reals.
-        #[target_feature(enable = "avx512f")]
-        unsafe fn ldp(p: *const R, i: usize) -> __m512 {
-            // SAFETY: the caller guarantees the `2 W` reals at `p + i` are readable.
-            unsafe { _mm512_loadu_ps(p.add(i)) }
-        }
-        /// # Safety
-        /// `p.add(i)` must be valid for writing `2 W` reals.
-        #[target_feature(enable = "avx512f")]
-        unsafe fn stp(p: *mut R, i: usize, v: __m512) {
-            // SAFETY: the caller guarantees the `2 W` reals at `p + i` are writable.
-            unsafe { _mm512_storeu_ps(p.add(i), v) }
-        }
-
         kernels!("avx512f");
     }
 
@@ -601,28 +594,17 @@ mod x86 {
         type I = __m256i;
         const W: usize = 2;
 
-        #[target_feature(enable = "avx2,fma")]
-        fn ld(s: &[R], i: usize) -> __m256d {
-            let s = &s[i..i + 2 * W];
-            // SAFETY: `s` holds exactly the 4 doubles read; loadu has no alignment requirement.
-            unsafe { _mm256_loadu_pd(s.as_ptr()) }
-        }
-        #[target_feature(enable = "avx2,fma")]
-        fn fma(a: __m256d, b: __m256d, c: __m256d) -> __m256d {
-            _mm256_fmadd_pd(a, b, c)
-        }
-        #[target_feature(enable = "avx2,fma")]
-        fn mul(a: __m256d, b: __m256d) -> __m256d {
-            _mm256_mul_pd(a, b)
-        }
-        #[target_feature(enable = "avx2,fma")]
-        fn add(a: __m256d, b: __m256d) -> __m256d {
-            _mm256_add_pd(a, b)
-        }
-        #[target_feature(enable = "avx2,fma")]
-        fn zero() -> __m256d {
-            _mm256_setzero_pd()
-        }
+        arith!(
+            "avx2,fma",
+            __m256d,
+            _mm256_loadu_pd,
+            _mm256_storeu_pd,
+            _mm256_fmadd_pd,
+            _mm256_mul_pd,
+            _mm256_add_pd,
+            _mm256_setzero_pd
+        );
+
         /// Doubles moved as pairs of 32-bit halves (AVX2 has no variable double permute).
         #[target_feature(enable = "avx2,fma")]
         fn perm(i: I, x: __m256d) -> __m256d {
@@ -635,21 +617,6 @@ mod x86 {
             unsafe { _mm256_loadu_si256(v.as_ptr().cast()) }
         }
 
-        /// # Safety
-        /// `p.add(i)` must be valid for reading `2 W` reals.
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn ldp(p: *const R, i: usize) -> __m256d {
-            // SAFETY: the caller guarantees the `2 W` reals at `p + i` are readable.
-            unsafe { _mm256_loadu_pd(p.add(i)) }
-        }
-        /// # Safety
-        /// `p.add(i)` must be valid for writing `2 W` reals.
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn stp(p: *mut R, i: usize, v: __m256d) {
-            // SAFETY: the caller guarantees the `2 W` reals at `p + i` are writable.
-            unsafe { _mm256_storeu_pd(p.add(i), v) }
-        }
-
         kernels!("avx2,fma");
     }
 
@@ -659,28 +626,17 @@ mod x86 {
         type I = __m256i;
         const W: usize = 4;
 
-        #[target_feature(enable = "avx2,fma")]
-        fn ld(s: &[R], i: usize) -> __m256 {
-            let s = &s[i..i + 2 * W];
-            // SAFETY: `s` holds exactly the 8 floats read; loadu has no alignment requirement.
-            unsafe { _mm256_loadu_ps(s.as_ptr()) }
-        }
-        #[target_feature(enable = "avx2,fma")]
-        fn fma(a: __m256, b: __m256, c: __m256) -> __m256 {
-            _mm256_fmadd_ps(a, b, c)
-        }
-        #[target_feature(enable = "avx2,fma")]
-        fn mul(a: __m256, b: __m256) -> __m256 {
-            _mm256_mul_ps(a, b)
-        }
-        #[target_feature(enable = "avx2,fma")]
-        fn add(a: __m256, b: __m256) -> __m256 {
-            _mm256_add_ps(a, b)
-        }
-        #[target_feature(enable = "avx2,fma")]
-        fn zero() -> __m256 {
-            _mm256_setzero_ps()
-        }
+        arith!(
+            "avx2,fma",
+            __m256,
+            _mm256_loadu_ps,
+            _mm256_storeu_ps,
+            _mm256_fmadd_ps,
+            _mm256_mul_ps,
+            _mm256_add_ps,
+            _mm256_setzero_ps
+        );
+
         #[target_feature(enable = "avx2,fma")]
         fn perm(i: I, x: __m256) -> __m256 {
             _mm256_permutevar8x32_ps(x, i)
@@ -690,21 +646,6 @@ mod x86 {
             let v: [i32; 8] = std::array::from_fn(|j| src[j] as i32);
             // SAFETY: `v` is 32 bytes, the size of the unaligned load.
             unsafe { _mm256_loadu_si256(v.as_ptr().cast()) }
-        }
-
-        /// # Safety
-        /// `p.add(i)` must be valid for reading `2 W` reals.
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn ldp(p: *const R, i: usize) -> __m256 {
-            // SAFETY: the caller guarantees the `2 W` reals at `p + i` are readable.
-            unsafe { _mm256_loadu_ps(p.add(i)) }
-        }
-        /// # Safety
-        /// `p.add(i)` must be valid for writing `2 W` reals.
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn stp(p: *mut R, i: usize, v: __m256) {
-            // SAFETY: the caller guarantees the `2 W` reals at `p + i` are writable.
-            unsafe { _mm256_storeu_ps(p.add(i), v) }
         }
 
         kernels!("avx2,fma");
