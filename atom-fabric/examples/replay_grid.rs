@@ -117,15 +117,7 @@ fn grid(name: &str, nodes: usize, seeds: &[u64]) -> Result<Vec<TraceMix>, String
 }
 
 fn mix_of(nodes: usize, seed: u64, p: [f64; 5]) -> TraceMix {
-    TraceMix {
-        nodes,
-        load: p[0],
-        cpu_only: p[1],
-        sharing: p[2],
-        multi_gpu: p[3],
-        gpu_spec: p[4],
-        seed,
-    }
+    TraceMix::grid(nodes, seed, p)
 }
 
 fn run(mix: &TraceMix, name: &str) -> Result<ReplayReport, String> {

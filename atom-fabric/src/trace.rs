@@ -381,6 +381,26 @@ impl TraceMix {
             ..Self::default()
         }
     }
+
+    /// A point of the evaluation grid of docs/scheduler.md: `[load, cpu_only, sharing,
+    /// multi_gpu, gpu_spec]` on `nodes` nodes with `seed`.
+    ///
+    /// ```
+    /// use atom_fabric::trace::TraceMix;
+    /// let m = TraceMix::grid(200, 7, [1.3, 0.6, 0.55, 0.0, 0.0]);
+    /// assert_eq!((m.nodes, m.seed, m.cpu_only), (200, 7, 0.6));
+    /// ```
+    pub fn grid(nodes: usize, seed: u64, p: [f64; 5]) -> Self {
+        Self {
+            nodes,
+            load: p[0],
+            cpu_only: p[1],
+            sharing: p[2],
+            multi_gpu: p[3],
+            gpu_spec: p[4],
+            seed,
+        }
+    }
 }
 
 /// SplitMix64: a small, portable, seeded generator (the output must not change across versions).

@@ -28,15 +28,7 @@ fn run(mix: &TraceMix, name: &str) -> atom_fabric::trace::ReplayReport {
 /// A mix of the evaluation grid of docs/scheduler.md: `[load, cpu_only, sharing, multi_gpu,
 /// gpu_spec]` on 200 nodes. The seeds are never ones the default scorer was tuned on (1, 2, 31, 32).
 fn held_out(p: [f64; 5], seed: u64) -> TraceMix {
-    TraceMix {
-        nodes: 200,
-        load: p[0],
-        cpu_only: p[1],
-        sharing: p[2],
-        multi_gpu: p[3],
-        gpu_spec: p[4],
-        seed,
-    }
+    TraceMix::grid(200, seed, p)
 }
 
 #[test]

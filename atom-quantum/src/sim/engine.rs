@@ -113,13 +113,13 @@ impl<T: Real> LocalOp<'_, T> {
         fixed
     }
 
-    /// A vector plan for one task, for ops whose diagonal depends on bits outside the task.
-    pub(crate) fn task_plan(&self, task_base: usize, b: Backend, len: usize) -> Option<VecPlan<T>> {
-        if self.out_t.is_empty() {
+    /// The op prepared for the vector kernels of `b`, with the matrix-index bits `fixed` set,
+    /// in a block of `nbits` local bits.
+    fn plan(&self, fixed: usize, b: Backend, nbits: usize) -> Option<VecPlan<T>> {
+        let w = b.width(std::mem::size_of::<T>());
+        if w == 0 {
             return None;
         }
-        let w = b.width(std::mem::size_of::<T>());
-        let fixed = self.fixed_bits(task_base);
         vector::build(
             self.kind,
             &self.tpos,
@@ -127,13 +127,21 @@ impl<T: Real> LocalOp<'_, T> {
             fixed,
             self.lcmask,
             w,
-            len.trailing_zeros() as usize,
+            nbits,
         )
+    }
+
+    /// A vector plan for one task, for ops whose diagonal depends on bits outside the task.
+    pub(crate) fn task_plan(&self, task_base: usize, b: Backend, len: usize) -> Option<VecPlan<T>> {
+        if self.out_t.is_empty() {
+            return None;
+        }
+        self.plan(self.fixed_bits(task_base), b, len.trailing_zeros() as usize)
     }
 
     #[inline(always)]
     pub(crate) fn apply_with<const F: bool>(&self, buf: &mut [C<T>], task_base: usize) {
-        if task_base & self.ocmask != self.ocmask {
+        if !self.active(task_base) {
             return;
         }
         match self.kind {
@@ -184,17 +192,8 @@ fn localize<'a, T: Real>(
             None => lop.ocmask |= 1 << q,
         }
     }
-    let w = backend.width(std::mem::size_of::<T>());
-    if w > 0 && lop.out_t.is_empty() {
-        lop.vplan = vector::build(
-            &op.kind,
-            &lop.tpos,
-            &lop.tj,
-            0,
-            lop.lcmask,
-            w,
-            cb + high.len(),
-        );
+    if lop.out_t.is_empty() {
+        lop.vplan = lop.plan(0, backend, cb + high.len());
     }
     lop
 }

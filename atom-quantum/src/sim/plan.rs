@@ -383,8 +383,9 @@ fn fuse(
                 }
                 // Permutations stay permutations when fused, and the vector kernels apply
                 // one at the price of a copy: let them grow past the dense limit.
+                let gate_op = classify(m, qs);
                 let mono_only = vector
-                    && is_mono(classify(m, qs).as_ref())
+                    && is_mono(gate_op.as_ref())
                     && owners.iter().all(|&b| is_mono(blocks[b].op.as_ref()));
                 let limit = if mono_only {
                     MAX_MONO_QUBITS.max(max_qubits)
@@ -410,7 +411,7 @@ fn fuse(
                     parts.push((m.clone(), pos));
                     let nm = compose(union.len(), &parts);
                     let nop = classify(&nm, &union);
-                    let gate_cost = classify(m, qs).map_or(0.0, |o| o.cost(vector));
+                    let gate_cost = gate_op.as_ref().map_or(0.0, |o| o.cost(vector));
                     let old = owners_cost(&owners, &blocks, vector) + gate_cost;
                     let new = nop.as_ref().map_or(0.0, |o| o.cost(vector));
                     if new <= old + 1e-9 {

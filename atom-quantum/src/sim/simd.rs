@@ -224,7 +224,8 @@ mod x86 {
                 let coef_needed = match p.layout {
                     Layout::Diagonal => dh,
                     Layout::Full => dh * p.pairs,
-                    Layout::Sparse => coef.len() / (4 * W),
+                    // Sparse terms name their coefficient; `ld` checks each one.
+                    Layout::Sparse => 0,
                 } * 4
                     * W;
                 let offs_ok = p.off.iter().all(|&o| o & !p.mask == 0);
