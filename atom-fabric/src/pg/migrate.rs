@@ -41,22 +41,23 @@ pub fn migrate(dsn: &str) -> Result<Vec<i32>> {
 /// Applies the pending migrations on an open connection of the owner role. Each migration runs
 /// in its own transaction under an advisory lock, so replicas starting together apply it once.
 pub fn migrate_client(client: &mut Client) -> Result<Vec<i32>> {
-    client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
-                version INT PRIMARY KEY,
-                name TEXT NOT NULL,
-                applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
-        )
-        .or_else(|e| {
-            // Two first runs racing on CREATE TABLE IF NOT EXISTS: the loser sees a unique
-            // violation on the catalog; the table exists either way.
-            if e.code().map(|c| c.code()) == Some("23505") {
-                Ok(())
-            } else {
-                Err(pg_err("create schema_migrations", e))
-            }
-        })?;
+    // Under the migration lock, so that replicas starting together on an empty database
+    // create the table once: concurrent CREATE TABLE IF NOT EXISTS can still collide on the
+    // catalog (a unique violation, or "type already exists").
+    let mut tx = client
+        .transaction()
+        .map_err(|e| pg_err("begin create schema_migrations", e))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .map_err(|e| pg_err("take the migration lock", e))?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version INT PRIMARY KEY,
+            name TEXT NOT NULL,
+            applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+    )
+    .map_err(|e| pg_err("create schema_migrations", e))?;
+    tx.commit()
+        .map_err(|e| pg_err("commit create schema_migrations", e))?;
     let mut applied = Vec::new();
     for m in MIGRATIONS {
         let mut tx = client
