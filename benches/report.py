@@ -344,7 +344,10 @@ class Report:
         r = json.loads(out.read_text())
         self.raw["http"] = r
         rows = [[name, f"{r[k]['rps']:,.0f}", f"{r[k]['p50_ms']:.2f}", f"{r[k]['p99_ms']:.2f}", r[k]["non2xx"], r[k]["errors"]]
-                for name, k in (("documents' FastAPI sketch (uvicorn, 1 worker)", "peer"), ("atom serve", "atom"))]
+                for name, k in (("documents' FastAPI sketch (uvicorn, 1 worker)", "peer"), ("atom serve", "atom"),
+                                ("atom serve, steady state (each placed request released)", "atom_steady"),
+                                ("HTTP floor: a 404 from atom serve's router", "http_floor"))
+                if k in r]
         img = self.plot("http", {"kind": "bars", "title": "POST /schedule, wrk 64 connections", "ylabel": "requests/s",
                                  "labels": ["FastAPI sketch", "atom serve"],
                                  "groups": {"requests/s": [r["peer"]["rps"], r["atom"]["rps"]]}})
@@ -358,7 +361,10 @@ class Report:
                 f"load: {wrk_v}.\n\n"
                 + table(["host", "requests/s", "p50 ms", "p99 ms", "non-2xx", "errors"], rows)
                 + f"\n\nRatio atom / peer: **{r['ratio_rps']:.1f}×**. atom's RSS: {rss.get('start', 0) / 1024:.0f} MiB at "
-                  f"the start, {rss.get('end', 0) / 1024:.0f} MiB after the run.\n\n" + img
+                  f"the start, {rss.get('end', 0) / 1024:.0f} MiB after the run (the documents' body places every "
+                  "request and none is released, so the state grows with the run). The steady-state row releases "
+                  "each placed request; the floor row is every response a 404 (its non-2xx count is the requests) "
+                  "and bounds what any handler can reach here with wrk on the same two cores.\n\n" + img
                 + "\n\n```\n" + text.strip() + "\n```")
 
     def postgres(self) -> str:

@@ -430,6 +430,11 @@ impl Scheduler {
         &self.state
     }
 
+    /// About how many records a snapshot of the state holds (requests, nodes, tenants).
+    pub(crate) fn state_records(&self) -> usize {
+        self.state.requests.len() + self.state.cluster.nodes().len() + self.state.tenants.len()
+    }
+
     /// The configuration.
     pub fn config(&self) -> &SchedulerConfig {
         &self.config

@@ -37,6 +37,13 @@ pub struct Snapshot {
     state: State,
 }
 
+/// The snapshot's encoding, borrowing the state (a snapshot never clones the state).
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    seq: u64,
+    state: &'a State,
+}
+
 impl Snapshot {
     /// The last command the snapshot includes.
     pub fn seq(&self) -> u64 {
@@ -75,8 +82,9 @@ pub trait Store {
         }
         Ok(())
     }
-    /// Stores a snapshot durably; entries up to its `seq` may then be dropped.
-    fn write_snapshot(&mut self, snapshot: &Snapshot) -> Result<()>;
+    /// Stores a snapshot durably (`bytes` decode with [`Snapshot::from_bytes`] to the state
+    /// after command `seq`); entries up to `seq` may then be dropped.
+    fn write_snapshot(&mut self, seq: u64, bytes: &[u8]) -> Result<()>;
 }
 
 /// An in-memory store (no durability): for tests and throw-away runs.
@@ -99,9 +107,9 @@ impl Store for MemoryStore {
         self.entries.push(entry.clone());
         Ok(())
     }
-    fn write_snapshot(&mut self, snapshot: &Snapshot) -> Result<()> {
-        self.snapshot = Some(snapshot.to_bytes()?);
-        self.entries.retain(|e| e.seq > snapshot.seq);
+    fn write_snapshot(&mut self, seq: u64, bytes: &[u8]) -> Result<()> {
+        self.snapshot = Some(bytes.to_vec());
+        self.entries.retain(|e| e.seq > seq);
         Ok(())
     }
 }
@@ -263,12 +271,11 @@ impl Store for DirStore {
         self.journal.sync_data().map_err(io("fsync", &jpath))
     }
 
-    fn write_snapshot(&mut self, snapshot: &Snapshot) -> Result<()> {
+    fn write_snapshot(&mut self, _seq: u64, bytes: &[u8]) -> Result<()> {
         let tmp = self.dir.join("snapshot.tmp");
         let path = self.dir.join("snapshot.bin");
         let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
-        f.write_all(&frame(&snapshot.to_bytes()?))
-            .map_err(io("write", &tmp))?;
+        f.write_all(&frame(bytes)).map_err(io("write", &tmp))?;
         f.sync_all().map_err(io("fsync", &tmp))?;
         std::fs::rename(&tmp, &path).map_err(io("rename snapshot to", &path))?;
         self.sync_dir()?;
@@ -328,7 +335,20 @@ pub struct Fabric<S: Store> {
     seq: u64,
     last_ms: u64,
     since_snapshot: u64,
-    snapshot_every: u64,
+    snapshot_every: SnapshotEvery,
+}
+
+/// When [`Fabric`] takes a snapshot on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SnapshotEvery {
+    Never,
+    /// After this many commands.
+    Commands(u64),
+    /// After at least this many commands and at least half as many as the state holds
+    /// records, so that writing a snapshot (linear in the state) costs O(1) amortised per
+    /// command however large the state grows (half: a state that grows by a record per
+    /// command still gets snapshots).
+    Proportional(u64),
 }
 
 impl<S: Store> std::fmt::Debug for Fabric<S> {
@@ -368,14 +388,30 @@ impl<S: Store> Fabric<S> {
             seq,
             last_ms,
             since_snapshot: 0,
-            snapshot_every: 10_000,
+            snapshot_every: SnapshotEvery::Proportional(10_000),
         })
     }
 
-    /// Takes a snapshot automatically after this many commands (0 = never).
+    /// Takes a snapshot automatically after exactly this many commands (0 = never). The
+    /// default snapshots after max(10,000, half the records in the state) commands.
     pub fn with_snapshot_every(mut self, n: u64) -> Self {
-        self.snapshot_every = n;
+        self.snapshot_every = if n == 0 {
+            SnapshotEvery::Never
+        } else {
+            SnapshotEvery::Commands(n)
+        };
         self
+    }
+
+    fn snapshot_due(&self) -> bool {
+        match self.snapshot_every {
+            SnapshotEvery::Never => false,
+            SnapshotEvery::Commands(n) => self.since_snapshot >= n,
+            SnapshotEvery::Proportional(n) => {
+                self.since_snapshot >= n
+                    && self.since_snapshot >= self.scheduler.state_records() as u64 / 2
+            }
+        }
     }
 
     /// Journals the command durably, then applies it.
@@ -391,7 +427,7 @@ impl<S: Store> Fabric<S> {
         self.last_ms = at_ms;
         let out = self.scheduler.apply(entry.command, at_ms);
         self.since_snapshot += 1;
-        if self.snapshot_every > 0 && self.since_snapshot >= self.snapshot_every {
+        if self.snapshot_due() {
             self.snapshot()?;
         }
         out
@@ -400,6 +436,9 @@ impl<S: Store> Fabric<S> {
     /// Journals several commands with one sync (group commit), then applies them in order.
     /// Each command gets its own outcome; a store failure fails them all (none was applied).
     pub fn execute_batch(&mut self, commands: Vec<Command>) -> Result<Vec<Result<Outcome>>> {
+        if commands.is_empty() {
+            return Ok(Vec::new());
+        }
         let at_ms = self.clock.now_ms().max(self.last_ms);
         let entries: Vec<JournalEntry> = commands
             .into_iter()
@@ -418,7 +457,7 @@ impl<S: Store> Fabric<S> {
             outs.push(self.scheduler.apply(entry.command, at_ms));
             self.since_snapshot += 1;
         }
-        if self.snapshot_every > 0 && self.since_snapshot >= self.snapshot_every {
+        if self.snapshot_due() {
             self.snapshot()?;
         }
         Ok(outs)
@@ -436,11 +475,15 @@ impl<S: Store> Fabric<S> {
 
     /// Writes a snapshot of the current state.
     pub fn snapshot(&mut self) -> Result<()> {
-        let snap = Snapshot {
+        let bytes = serde_json::to_vec(&SnapshotRef {
             seq: self.seq,
-            state: self.scheduler.state().clone(),
-        };
-        self.store.write_snapshot(&snap)?;
+            state: self.scheduler.state(),
+        })
+        .map_err(|e| FabricError::Corrupt {
+            what: "snapshot".into(),
+            detail: e.to_string(),
+        })?;
+        self.store.write_snapshot(self.seq, &bytes)?;
         self.since_snapshot = 0;
         Ok(())
     }
@@ -484,6 +527,74 @@ mod tests {
         bytes[12 + 5 + 12] ^= 1;
         let (recs, _) = unframe(&bytes);
         assert_eq!(recs, vec![&b"hello"[..]]);
+    }
+
+    /// A store that counts snapshots (and keeps them, like [`MemoryStore`]).
+    #[derive(Default)]
+    struct Counting {
+        inner: MemoryStore,
+        snapshots: Vec<u64>,
+    }
+
+    impl Store for Counting {
+        fn load(&mut self) -> Result<(Option<Snapshot>, Vec<JournalEntry>)> {
+            self.inner.load()
+        }
+        fn append(&mut self, entry: &JournalEntry) -> Result<()> {
+            self.inner.append(entry)
+        }
+        fn write_snapshot(&mut self, seq: u64, bytes: &[u8]) -> Result<()> {
+            self.snapshots.push(seq);
+            self.inner.write_snapshot(seq, bytes)
+        }
+    }
+
+    #[test]
+    fn snapshots_space_out_as_the_state_grows_and_restore_it() {
+        use crate::model::{NodeSpec, Resources, ScheduleRequest};
+        let clock = ManualClock::new(0);
+        let mut f = Fabric::open(
+            SchedulerConfig {
+                terminal_retention: 0,
+                ..SchedulerConfig::default()
+            },
+            Counting::default(),
+            Box::new(clock.clone()),
+        )
+        .unwrap();
+        f.execute(Command::RegisterNode {
+            spec: NodeSpec::new("n1", 8_000, 32_768),
+        })
+        .unwrap();
+        // Requests of nothing are all placed and held: the state grows by one record each.
+        let req = ScheduleRequest::new("t", "m", "v", Resources::default());
+        for chunk in 0..35 {
+            let cmds = (0..1_000)
+                .map(|_| Command::Schedule {
+                    request: req.clone(),
+                })
+                .collect();
+            f.execute_batch(cmds).unwrap();
+            clock.advance(1 + chunk);
+        }
+        // Checked after each batch of 1,000: at 10,001 (10,002 records); at 20,001 the 10,000
+        // commands since are fewer than half of 20,002 records, so 21,001; the next would need
+        // 21,001 more. A fixed interval writes 10,001, 20,001 and 30,001.
+        let snaps = f.store.snapshots.clone();
+        assert_eq!(snaps, [10_001, 21_001]);
+        let digest = f.scheduler().state_digest().unwrap();
+        let store = f.into_store();
+        assert_eq!(store.inner.entries.len(), 35_001 - 21_001);
+        let g = Fabric::open(
+            SchedulerConfig {
+                terminal_retention: 0,
+                ..SchedulerConfig::default()
+            },
+            store,
+            Box::new(clock),
+        )
+        .unwrap();
+        assert_eq!(g.scheduler().state_digest().unwrap(), digest);
     }
 
     #[test]

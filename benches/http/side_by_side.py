@@ -5,7 +5,13 @@ run it), extracted into a temporary directory outside the project tree. Both hos
 load from wrk (Debian package) on loopback: 64 connections, the documents' request body. The
 script prints requests/s, p50/p99 latency, the ratio, and atom's RSS at the start and the end.
 
-    python3 benches/http/side_by_side.py [--seconds 10] [--connections 64] [--json out.json]
+Two more rows for atom alone: the steady state (each placed request released again, so the
+state and the run directory stay bounded; the peer has no release endpoint), and the HTTP floor
+(a 404 from the same host and router: what axum/hyper/wrk cost on this machine before any work).
+`--rss-minutes N` runs the steady state for N minutes and reports RSS every minute.
+
+    python3 benches/http/side_by_side.py [--seconds 10] [--connections 64] [--rss-minutes 0]
+        [--json out.json]
 
 Needs: wrk (apt-get install wrk), a bench venv with fastapi, uvicorn and prometheus_client
 (created at .venv-bench-http if missing), and a release build of atom (built if missing).
@@ -32,6 +38,24 @@ ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT.parent / "shared" / "seeds" / "002_6e12df54424ddc4e.txt"
 VENV = ROOT / ".venv-bench-http"
 BODY = '{"tenant_id":"t1","model_id":"m1","model_version":"v1","resources":{}}'
+# Schedule, then release each placed request (ids are kept per wrk thread).
+CYCLE_LUA = """
+local pending = {}
+local body = '%s'
+request = function()
+  local id = table.remove(pending)
+  if id then
+    return wrk.format("POST", "/schedule/" .. id .. "/release", {["Content-Type"] = "application/json"}, '{"tenant_id":"t1"}')
+  end
+  return wrk.format("POST", "/schedule", {["Content-Type"] = "application/json"}, body)
+end
+response = function(status, headers, body)
+  if status == 201 then
+    local id = body:match('"request_id":"([^"]+)"')
+    if id then table.insert(pending, id) end
+  end
+end
+""" % BODY
 
 
 def free_port() -> int:
@@ -85,19 +109,27 @@ def peer_source(workdir: Path) -> Path:
     return app
 
 
-def wrk(url: str, seconds: int, connections: int, workdir: Path) -> dict[str, float]:
-    lua = workdir / "post.lua"
-    lua.write_text(
-        'wrk.method = "POST"\n'
-        f"wrk.body = '{BODY}'\n"
-        'wrk.headers["Content-Type"] = "application/json"\n'
+DONE_LUA = (
         "done = function(summary, latency, requests)\n"
         '  io.write(string.format("JSON {\\"requests\\":%d,\\"seconds\\":%f,\\"p50_ms\\":%f,\\"p99_ms\\":%f,'
         '\\"non2xx\\":%d,\\"errors\\":%d}\\n", summary.requests, summary.duration/1e6, latency:percentile(50)/1e3,'
         " latency:percentile(99)/1e3, summary.errors.status, summary.errors.connect + summary.errors.read +"
         " summary.errors.write + summary.errors.timeout))\n"
         "end\n"
-    )
+)
+
+
+def wrk(url: str, seconds: int, connections: int, workdir: Path, mode: str = "post") -> dict[str, float]:
+    lua = workdir / f"{mode}.lua"
+    if mode == "post":
+        script = ('wrk.method = "POST"\n'
+                  f"wrk.body = '{BODY}'\n"
+                  'wrk.headers["Content-Type"] = "application/json"\n')
+    elif mode == "cycle":
+        script = CYCLE_LUA
+    else:
+        script = ""
+    lua.write_text(script + DONE_LUA)
     out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(lua), url],
                          capture_output=True, text=True, check=True).stdout
     m = re.search(r"^JSON (.*)$", out, re.M)
@@ -112,6 +144,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--rss-minutes", type=int, default=0,
+                    help="also run the steady state this many minutes, RSS every minute")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     py = ensure_tools()
@@ -151,8 +185,21 @@ def main() -> None:
                                          data=b'{"node_id":"node-sim-1","gpus":8}')
             urllib.request.urlopen(req).read()
             rss0 = rss_kib(srv.pid)
-            results["atom"] = wrk(f"http://127.0.0.1:{sport}/schedule", args.seconds, args.connections, work)
+            base = f"http://127.0.0.1:{sport}"
+            results["atom"] = wrk(f"{base}/schedule", args.seconds, args.connections, work)
             results["atom_rss_kib"] = {"start": rss0, "end": rss_kib(srv.pid)}
+            results["atom_steady"] = wrk(f"{base}/schedule", args.seconds, args.connections, work, "cycle")
+            results["http_floor"] = wrk(f"{base}/no/such/route", args.seconds, args.connections, work, "get")
+            if args.rss_minutes:
+                samples = [{"minute": 0, "rss_kib": rss_kib(srv.pid)}]
+                total = 0
+                for minute in range(1, args.rss_minutes + 1):
+                    r = wrk(f"{base}/schedule", 60, args.connections, work, "cycle")
+                    total += r["requests"]
+                    samples.append({"minute": minute, "rss_kib": rss_kib(srv.pid), "rps": r["rps"],
+                                    "non2xx": r["non2xx"], "errors": r["errors"]})
+                    print(f"minute {minute}: {r['rps']:.0f} req/s, RSS {samples[-1]['rss_kib']} KiB", flush=True)
+                results["steady_rss"] = {"samples": samples, "requests": total}
         finally:
             srv.send_signal(signal.SIGTERM)
             srv.wait(timeout=60)
@@ -160,7 +207,7 @@ def main() -> None:
     assert isinstance(a, dict) and isinstance(p, dict)
     results["ratio_rps"] = a["rps"] / p["rps"] if p["rps"] else None
     print(f"{'host':12} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'errors':>7}")
-    for name in ("peer", "atom"):
+    for name in ("peer", "atom", "atom_steady", "http_floor"):
         r = results[name]
         assert isinstance(r, dict)
         print(f"{name:12} {r['rps']:10.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['non2xx']:8d} {r['errors']:7d}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import sys
 from pathlib import Path
@@ -26,6 +27,17 @@ def metric(text: str, name: str, **labels: str) -> float:
     return total
 
 
+def wait_phase(host: Host, rid: str, phase: str, timeout: float = 10.0) -> dict:
+    """The node agent reports a launch asynchronously (as a kubelet does): poll for it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        s, st, _ = host.request("GET", f"{host.scheduler}/schedule/{rid}")
+        assert s == 200, st
+        if st["phase"] == phase or time.monotonic() > deadline:
+            return st
+        time.sleep(0.02)
+
+
 def test_documents_requests(host: Host) -> None:
     s, body, _ = host.request("GET", f"{host.scheduler}/health")
     assert s == 200 and body["status"] == "ok" and body["mode"]["simulation"] is True
@@ -42,14 +54,13 @@ def test_documents_requests(host: Host) -> None:
     assert body["placement"]["replicas"][0]["node"] == "node-sim-1"
     assert body["placement"]["replicas"][0]["devices"] == [0]
 
-    # The node agent's run file exists and describes the launch.
+    # The node agent launches the replica and reports it running; its run file describes it.
+    st = wait_phase(host, rid, "running")
+    assert st["phase"] == "running" and st["model_id"] == "m1"
     run_files = list((host.data / "state" / "runs").glob("*.json"))
     assert len(run_files) == 1
     record = json.loads(run_files[0].read_text())
     assert record["node"] == "node-sim-1" and record["model_id"] == "m1" and record["tenant_id"] == "t1"
-
-    s, st, _ = host.request("GET", f"{host.scheduler}/schedule/{rid}")
-    assert s == 200 and st["phase"] == "running" and st["model_id"] == "m1"
 
     s, body, _ = host.request("POST", f"{host.scheduler}/node/launch", {"request_id": rid})
     assert s == 200 and len(body["run_files"]) == 1
@@ -64,6 +75,26 @@ def test_documents_requests(host: Host) -> None:
     assert metric(text, "nf_sched_requests_total", phase="placed", tenant="t1") >= 1
     assert metric(text, "nf_model_deploys_total", tenant="t1", model="m1") == 1
     assert text.rstrip().endswith("# EOF")
+
+
+def test_release_stops_the_replica_and_its_run_file_goes(host: Host) -> None:
+    host.request("POST", f"{host.scheduler}/node/register", {"node_id": "n1", "gpus": 2})
+    s, body, _ = host.request("POST", f"{host.scheduler}/schedule",
+                              {"tenant_id": "t1", "model_id": "m", "model_version": "v", "resources": {"gpu": 1}, "replicas": 2})
+    assert s == 201, body
+    rid = body["request_id"]
+    assert wait_phase(host, rid, "running")["phase"] == "running"
+    runs = host.data / "state" / "runs"
+    number = rid.removeprefix("req-")
+    assert sorted(p.name for p in runs.glob("*.json")) == [f"{number}-0.json", f"{number}-1.json"]
+    s, body, _ = host.request("POST", f"{host.scheduler}/schedule/{rid}/release", {"tenant_id": "t1"})
+    assert s == 200 and body["result"]["phase"] == "completed", body
+    deadline = time.monotonic() + 10
+    while list(runs.glob("*.json")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert list(runs.glob("*.json")) == []
+    s, st, _ = host.request("GET", f"{host.scheduler}/schedule/{rid}")
+    assert s == 200 and st["phase"] == "completed"
 
 
 def test_quota_queues_then_places_when_capacity_frees(host: Host) -> None:
@@ -125,5 +156,35 @@ def test_restart_with_the_same_data_dir_loses_nothing(tmp_path) -> None:  # type
         assert s == 200 and st["phase"] == "running"
         _, health, _ = h2.request("GET", f"{h2.scheduler}/health")
         assert health["audit_size"] == audit_before["audit_size"]
+    finally:
+        stop(h2)
+
+
+def test_after_a_kill_the_node_agent_catches_up_with_the_journal(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    env = {"SIMULATION_MODE": "true", "PQC_MODE": "off"}
+    h = start(tmp_path, env)
+    h.request("POST", f"{h.scheduler}/node/register", {"node_id": "n1", "gpus": 4})
+    s, done, _ = h.request("POST", f"{h.scheduler}/schedule", {"tenant_id": "t1", "model_id": "m", "model_version": "v", "resources": {"gpu": 1}})
+    assert s == 201 and wait_phase(h, done["request_id"], "running")["phase"] == "running"
+    s, _, _ = h.request("POST", f"{h.scheduler}/schedule/{done['request_id']}/release", {"tenant_id": "t1"})
+    assert s == 200
+    # Killed right after an answer: the agent's launch and report may or may not have happened.
+    s, a, _ = h.request("POST", f"{h.scheduler}/schedule", {"tenant_id": "t1", "model_id": "m", "model_version": "v", "resources": {"gpu": 1}})
+    assert s == 201
+    h.proc.kill()
+    h.proc.wait(timeout=30)
+    runs = tmp_path / "state" / "runs"
+    # Run files whose requests hold nothing (a stop the kill lost, a stray replica number).
+    n_done = done["request_id"].removeprefix("req-")
+    n_a = a["request_id"].removeprefix("req-")
+    (runs / f"{n_done}-0.json").write_text("{}")
+    (runs / f"{n_a}-7.json").write_text("{}")
+    h2 = start(tmp_path, env)
+    try:
+        st = wait_phase(h2, a["request_id"], "running")
+        assert st["phase"] == "running"
+        assert sorted(p.name for p in runs.glob("*.json")) == [f"{n_a}-0.json"]
+        record = json.loads((runs / f"{n_a}-0.json").read_text())
+        assert record["request_id"] == int(n_a) and record["node"] == "n1"
     finally:
         stop(h2)

@@ -105,9 +105,8 @@ impl Store for PgJournalStore {
         Ok(())
     }
 
-    fn write_snapshot(&mut self, snapshot: &Snapshot) -> Result<()> {
-        let bytes = snapshot.to_bytes()?;
-        let seq = i64::try_from(snapshot.seq()).map_err(|e| corrupt("snapshot seq", e))?;
+    fn write_snapshot(&mut self, seq: u64, bytes: &[u8]) -> Result<()> {
+        let seq = i64::try_from(seq).map_err(|e| corrupt("snapshot seq", e))?;
         let mut tx = self
             .client
             .transaction()

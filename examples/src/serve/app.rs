@@ -25,6 +25,7 @@ use atom_policy::policy::{PolicyId, PolicyMatrix};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -189,22 +190,243 @@ pub struct App {
     matrix: Mutex<PolicyMatrix>,
     registry: prometheus_client::registry::Registry,
     pub run_dir: PathBuf,
+    runs: Mutex<RunFiles>,
     audit_key: Vec<u8>,
     pub http_requests: Mutex<BTreeMap<(String, u16), u64>>,
-    committer: std::sync::OnceLock<std::sync::mpsc::Sender<ScheduleCall>>,
+    committer: std::sync::OnceLock<std::sync::mpsc::Sender<Stage1>>,
+    agent: std::sync::OnceLock<std::sync::mpsc::SyncSender<AgentWork>>,
+    /// Set when a thread of the `POST /schedule` pipeline has exited (health reports it).
+    pipeline_stopped: Arc<AtomicBool>,
     autoscaler: Mutex<Controller>,
 }
 
 /// The answer channel of one `POST /schedule`.
-pub type ScheduleReply = tokio::sync::oneshot::Sender<Result<(u16, serde_json::Value), ApiError>>;
-/// One `POST /schedule` on its way to the committer.
-pub type ScheduleCall = (ScheduleRequest, Option<String>, ScheduleReply);
+pub type ScheduleReply = tokio::sync::oneshot::Sender<Result<ScheduleAnswer, ApiError>>;
+
+/// One `POST /schedule` on its way through the pipeline.
+pub struct ScheduleCall {
+    req: ScheduleRequest,
+    auth: Option<String>,
+    /// SHA-256 of the canonical request (the audit entry's payload digest).
+    digest: String,
+    reply: ScheduleReply,
+}
+
+/// One `POST /schedule/{id}/release` on its way to the committer.
+pub struct ReleaseCall {
+    tenant: String,
+    request: RequestId,
+    reply: tokio::sync::oneshot::Sender<Result<serde_json::Value, ApiError>>,
+}
+
+/// What the committer receives: requests, releases, and the node agent's reports.
+enum Stage1 {
+    /// Boxed: the request is large, the other messages are small.
+    Schedule(Box<ScheduleCall>),
+    Release(ReleaseCall),
+    Launched(Vec<Command>),
+    /// A barrier (shutdown): answered once everything sent before it is launched and its
+    /// reports are journaled. It travels committer → agent → committer.
+    Drain(std::sync::mpsc::Sender<()>),
+    /// The barrier on its way back from the agent.
+    Drained(std::sync::mpsc::Sender<()>),
+}
+
+/// One request's decision, as the client will see it (the JSON is built on the HTTP worker).
+#[derive(Debug)]
+pub struct ScheduleAnswer {
+    decision: Answer,
+    audit_index: Option<u64>,
+}
+
+#[derive(Debug)]
+enum Answer {
+    /// 201.
+    Placed {
+        request_id: RequestId,
+        placement: atom_fabric::Placement,
+    },
+    /// 202.
+    Queued {
+        request_id: RequestId,
+        reason: atom_fabric::QueueReason,
+        detail: String,
+    },
+    /// 200: a retry with a known idempotency key.
+    Existing {
+        request_id: RequestId,
+        phase: atom_fabric::Phase,
+        placement: Option<atom_fabric::Placement>,
+    },
+}
+
+impl ScheduleAnswer {
+    fn request_id(&self) -> RequestId {
+        match &self.decision {
+            Answer::Placed { request_id, .. }
+            | Answer::Queued { request_id, .. }
+            | Answer::Existing { request_id, .. } => *request_id,
+        }
+    }
+
+    /// The HTTP status.
+    pub fn code(&self) -> u16 {
+        match self.decision {
+            Answer::Placed { .. } => 201,
+            Answer::Queued { .. } => 202,
+            Answer::Existing { .. } => 200,
+        }
+    }
+
+    /// The response body.
+    pub fn body(&self) -> serde_json::Value {
+        let mut v = match &self.decision {
+            Answer::Placed {
+                request_id,
+                placement,
+            } => {
+                json!({"request_id": request_id.to_string(), "status": "placed", "placement": placement})
+            }
+            Answer::Queued {
+                request_id,
+                reason,
+                detail,
+            } => {
+                json!({"request_id": request_id.to_string(), "status": "queued", "reason": reason, "detail": detail})
+            }
+            Answer::Existing {
+                request_id,
+                phase,
+                placement,
+            } => {
+                json!({"request_id": request_id.to_string(), "status": phase, "placement": placement, "idempotent_replay": true})
+            }
+        };
+        if let Some(idx) = self.audit_index {
+            v["audit_index"] = json!(idx);
+        }
+        v
+    }
+}
+
+/// A replica set the in-process node agent launches.
+#[derive(Debug)]
+struct Launch {
+    request: RequestId,
+    tenant: String,
+    model_id: String,
+    model_version: String,
+    /// (node, devices) per replica.
+    replicas: Vec<(String, Vec<u32>)>,
+    at_ms: u64,
+}
+
+/// One thing the node agent does.
+#[derive(Debug)]
+enum AgentAction {
+    Launch(Launch),
+    /// The request's replicas (this many) stopped.
+    Stop(RequestId, u32),
+}
+
+/// The node agent's work from one batch of events, in event order (a request evicted and
+/// placed again is stopped, then launched).
+#[derive(Debug, Default)]
+struct AgentWork {
+    actions: Vec<AgentAction>,
+    /// Barriers to pass back to the committer after the actions.
+    drains: Vec<std::sync::mpsc::Sender<()>>,
+}
+
+impl AgentWork {
+    fn is_empty(&self) -> bool {
+        self.actions.is_empty() && self.drains.is_empty()
+    }
+}
+
+/// Stage 1's output: each request's answer (in decision order) and the agent's work.
+struct Decided {
+    answers: Vec<(Result<ScheduleAnswer, ApiError>, ScheduleCall)>,
+    work: AgentWork,
+}
 
 /// Replica reports older than this do not count (ms).
 const REPORT_STALE_MS: u64 = 30_000;
 
 /// Most requests the committer decides with one journal sync.
 const MAX_BATCH: usize = 1024;
+
+/// The node agent's run files. A stopped replica's file is renamed into `.recycle/` and
+/// renamed back (rewritten) for a later launch instead of being unlinked and created again:
+/// ext4 skips recently freed inodes when it allocates, so a create/unlink churn of thousands
+/// per second makes every create scan the inode tables (measured: the agent thread at a full
+/// core at 5k launches/s, in `recently_deleted`/`find_inode_bit`).
+struct RunFiles {
+    recycle: PathBuf,
+    free: Vec<PathBuf>,
+    next: u64,
+}
+
+/// Stopped run files kept for reuse.
+const RECYCLE_MAX: usize = 4096;
+
+impl RunFiles {
+    fn open(dir: &Path) -> std::io::Result<Self> {
+        let recycle = dir.join(".recycle");
+        // Left from the last run: they hold stale records and are not reused.
+        match std::fs::remove_dir_all(&recycle) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        std::fs::create_dir_all(&recycle)?;
+        Ok(Self {
+            recycle,
+            free: Vec::new(),
+            next: 0,
+        })
+    }
+
+    /// Writes `bytes` as the whole content of `path`.
+    fn write(&mut self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        if let Some(old) = self.free.pop()
+            && std::fs::rename(&old, path).is_ok()
+        {
+            let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+            f.write_all(bytes)?;
+            return f.set_len(bytes.len() as u64);
+        }
+        std::fs::write(path, bytes)
+    }
+
+    /// Takes `path` out of the run directory (a missing file is not an error).
+    fn retire(&mut self, path: &Path) -> std::io::Result<()> {
+        let result = if self.free.len() < RECYCLE_MAX {
+            let to = self.recycle.join(self.next.to_string());
+            self.next += 1;
+            std::fs::rename(path, &to).map(|()| self.free.push(to))
+        } else {
+            std::fs::remove_file(path)
+        };
+        match result {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Raises its flag when dropped: a pipeline thread that returns or panics marks the host
+/// degraded.
+struct StopFlag(Arc<AtomicBool>);
+impl Drop for StopFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Batches of launches the node agent may have waiting before the committer waits for it.
+const AGENT_QUEUE: usize = 64;
 
 fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>, ApiError> {
     m.lock()
@@ -388,6 +610,8 @@ impl App {
             }
         }
         let run_dir = dir.join("runs");
+        let runs = RunFiles::open(&run_dir)
+            .map_err(|e| format!("run directory {}: {e}", run_dir.display()))?;
         let mut coordinator = Coordinator::new(
             CoordinatorConfig {
                 mode: settings.mode,
@@ -456,9 +680,12 @@ impl App {
             matrix: Mutex::new(PolicyMatrix::new()),
             registry,
             run_dir,
+            runs: Mutex::new(runs),
             audit_key,
             http_requests: Mutex::new(BTreeMap::new()),
             committer: std::sync::OnceLock::new(),
+            agent: std::sync::OnceLock::new(),
+            pipeline_stopped: Arc::new(AtomicBool::new(false)),
             autoscaler: Mutex::new(autoscaler),
         }))
     }
@@ -599,264 +826,539 @@ impl App {
         Ok(json!({"status": "registered", "node_id": id, "result": out, "audit_index": idx}))
     }
 
-    /// The in-process node agent launches every replica placed on a node (simulation: a JSON
-    /// run file per replica in the run directory), and reports them running (one group commit).
+    /// The launches and stops a batch of events asks of the in-process node agent, read while
+    /// the fabric is locked (the writing happens without the lock).
+    fn agent_work(&self, f: &Fabric<DirStore>, events: &[atom_fabric::Event]) -> AgentWork {
+        let mut work = AgentWork::default();
+        for e in events {
+            let (Some(rid), Some(tenant)) = (e.request_id, &e.tenant_id) else {
+                continue;
+            };
+            match &e.kind {
+                atom_fabric::EventKind::Placed { placement, .. } => {
+                    let Ok(status) = f.scheduler().status(tenant, rid) else {
+                        continue;
+                    };
+                    work.actions.push(AgentAction::Launch(Launch {
+                        request: rid,
+                        tenant: tenant.clone(),
+                        model_id: status.model_id,
+                        model_version: status.model_version,
+                        replicas: placement
+                            .replicas
+                            .iter()
+                            .map(|r| (r.node.clone(), r.devices.clone()))
+                            .collect(),
+                        at_ms: e.at_ms,
+                    }));
+                }
+                atom_fabric::EventKind::Evicted { .. }
+                | atom_fabric::EventKind::Finished { .. } => {
+                    if let Ok(status) = f.scheduler().status(tenant, rid) {
+                        work.actions.push(AgentAction::Stop(rid, status.replicas));
+                    }
+                }
+                _ => {}
+            }
+        }
+        work
+    }
+
+    /// The node agent's side of [`AgentWork`], in order: a JSON run file per launched replica
+    /// (simulation), removed again when the replica stops. Returns the `MarkRunning` commands
+    /// to journal for the launches that succeeded, and the failures (one failed file does not
+    /// hold up the other requests).
+    fn run_agent(&self, work: &AgentWork) -> (Vec<Command>, Vec<ApiError>) {
+        let mut runs = match self.runs.lock() {
+            Ok(r) => r,
+            Err(_) => {
+                return (
+                    vec![],
+                    vec![ApiError::internal("run directory lock poisoned")],
+                );
+            }
+        };
+        let mut running = Vec::new();
+        let mut failed = Vec::new();
+        for action in &work.actions {
+            match action {
+                AgentAction::Stop(rid, replicas) => {
+                    for i in 0..*replicas {
+                        let path = self.run_dir.join(format!("{}-{i}.json", rid.0));
+                        if let Err(e) = runs.retire(&path) {
+                            failed.push(ApiError::internal(format!(
+                                "remove run file {}: {e}",
+                                path.display()
+                            )));
+                        }
+                    }
+                }
+                AgentAction::Launch(l) => match self.write_run_files(&mut runs, l) {
+                    Ok(()) => running.push(Command::MarkRunning {
+                        tenant_id: l.tenant.clone(),
+                        request: l.request,
+                    }),
+                    Err(e) => failed.push(e),
+                },
+            }
+        }
+        (running, failed)
+    }
+
+    fn write_run_files(&self, runs: &mut RunFiles, l: &Launch) -> Result<(), ApiError> {
+        for (i, (node, devices)) in l.replicas.iter().enumerate() {
+            let record = json!({
+                "id": format!("{}-{}", l.request.0, i),
+                "request_id": l.request.0,
+                "replica": i,
+                "node": node,
+                "devices": devices,
+                "tenant_id": l.tenant,
+                "model_id": l.model_id,
+                "model_version": l.model_version,
+                "execution": if self.settings.gpu_driver_mock { "simulated (GPU_DRIVER_MOCK=true)" } else { "launched" },
+                "started_at_ms": l.at_ms,
+            });
+            // One file per replica, written once (no temp + rename: a torn record is invalid
+            // JSON, and the journal, not this file, is the source of truth).
+            let path = self.run_dir.join(format!("{}-{}.json", l.request.0, i));
+            runs.write(&path, &serde_json::to_vec(&record).unwrap_or_default())
+                .map_err(|e| ApiError::internal(format!("run file {}: {e}", path.display())))?;
+        }
+        Ok(())
+    }
+
+    /// The in-process node agent launches every replica placed by `events` and reports them
+    /// running (one group commit); stopped replicas lose their run files.
     fn launch_placed(
         &self,
         f: &mut Fabric<DirStore>,
         events: &[atom_fabric::Event],
     ) -> Result<(), ApiError> {
-        let mut running = Vec::new();
-        for e in events {
-            if let (atom_fabric::EventKind::Placed { placement, .. }, Some(rid), Some(tenant)) =
-                (&e.kind, e.request_id, &e.tenant_id)
-            {
-                let status = f.scheduler().status(tenant, rid)?;
-                std::fs::create_dir_all(&self.run_dir)
-                    .map_err(|e| ApiError::internal(format!("run dir: {e}")))?;
-                for (i, r) in placement.replicas.iter().enumerate() {
-                    let record = json!({
-                        "id": format!("{}-{}", rid.0, i),
-                        "request_id": rid.0,
-                        "replica": i,
-                        "node": r.node,
-                        "devices": r.devices,
-                        "tenant_id": tenant,
-                        "model_id": status.model_id,
-                        "model_version": status.model_version,
-                        "execution": if self.settings.gpu_driver_mock { "simulated (GPU_DRIVER_MOCK=true)" } else { "launched" },
-                        "started_at_ms": e.at_ms,
-                    });
-                    // One file per replica, written once (no temp + rename: a torn record is
-                    // invalid JSON, and the journal, not this file, is the source of truth).
-                    let path = self.run_dir.join(format!("{}-{}.json", rid.0, i));
-                    std::fs::write(&path, serde_json::to_vec(&record).unwrap_or_default())
-                        .map_err(|e| ApiError::internal(format!("run file: {e}")))?;
-                }
-                running.push(Command::MarkRunning {
-                    tenant_id: tenant.clone(),
-                    request: rid,
-                });
+        let work = self.agent_work(f, events);
+        if let Some(agent) = self.agent.get() {
+            // The pipeline's agent thread, in order with the committer's work (the caller
+            // holds the fabric lock).
+            if !work.is_empty() {
+                agent
+                    .send(work)
+                    .map_err(|_| ApiError::internal("node agent stopped"))?;
             }
+            return Ok(());
         }
+        let (running, failed) = self.run_agent(&work);
         if !running.is_empty() {
             f.execute_batch(running)?;
             let more = f.take_events();
             lock(&self.metrics)?.observe_events(&more);
         }
-        Ok(())
+        failed.into_iter().next().map_or(Ok(()), Err)
     }
 
-    /// `POST /schedule`, for a batch of requests gathered by the host's committer: one journal
-    /// sync for the batch (group commit), then each request's own answer.
-    pub fn schedule_batch(
+    /// After a start: the node agent catches up with the journal, since a killed host loses
+    /// its queue. Every request placed but never reported running is launched (and reported),
+    /// and a run file whose request no longer holds capacity is retired. Returns (launched,
+    /// retired).
+    pub fn reconcile_agent(&self) -> Result<(usize, usize), ApiError> {
+        let mut f = lock(&self.fabric)?;
+        let mut work = AgentWork::default();
+        let mut live: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
+        for tenant in f.scheduler().tenants() {
+            for st in f.scheduler().requests_of(&tenant) {
+                let Some(placement) = st.placement.as_ref() else {
+                    continue;
+                };
+                live.insert(st.id.0, st.replicas);
+                if st.phase == atom_fabric::Phase::Placed {
+                    work.actions.push(AgentAction::Launch(Launch {
+                        request: st.id,
+                        tenant: st.tenant_id.clone(),
+                        model_id: st.model_id.clone(),
+                        model_version: st.model_version.clone(),
+                        replicas: placement
+                            .replicas
+                            .iter()
+                            .map(|r| (r.node.clone(), r.devices.clone()))
+                            .collect(),
+                        at_ms: st.placed_ms.unwrap_or(st.submitted_ms),
+                    }));
+                }
+            }
+        }
+        let launched = work.actions.len();
+        let mut stale = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(&self.run_dir) {
+            for e in rd.flatten() {
+                let name = e.file_name();
+                let Some((rid, replica)) = name
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".json"))
+                    .and_then(|n| n.split_once('-'))
+                    .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u32>().ok()?)))
+                else {
+                    continue;
+                };
+                if live.get(&rid).is_none_or(|&n| replica >= n) {
+                    stale.push(e.path());
+                }
+            }
+        }
+        let retired = stale.len();
+        {
+            let mut runs = lock(&self.runs)?;
+            for p in stale {
+                runs.retire(&p)
+                    .map_err(|e| ApiError::internal(format!("retire {}: {e}", p.display())))?;
+            }
+        }
+        let (running, failed) = self.run_agent(&work);
+        if !running.is_empty() {
+            f.execute_batch(running)?;
+            let events = f.take_events();
+            lock(&self.metrics)?.observe_events(&events);
+        }
+        failed
+            .into_iter()
+            .next()
+            .map_or(Ok((launched, retired)), Err)
+    }
+
+    /// Stage 1 of `POST /schedule` (the committer, fabric locked): journals `running` (the
+    /// agent's reports from the previous batch) and the batch's requests with one sync, then
+    /// decides each request.
+    fn decide(
         &self,
-        reqs: Vec<(ScheduleRequest, Option<String>)>,
-    ) -> Vec<Result<(u16, serde_json::Value), ApiError>> {
-        let n = reqs.len();
-        let mut f = match lock(&self.fabric) {
-            Ok(f) => f,
-            Err(e) => return vec![Err(e); n],
-        };
+        f: &mut Fabric<DirStore>,
+        calls: Vec<ScheduleCall>,
+        releases: Vec<ReleaseCall>,
+        running: Vec<Command>,
+    ) -> Decided {
+        let n_running = running.len();
         // 429: a tenant's queue is full (counting this batch's requests conservatively).
-        let mut pending: BTreeMap<String, usize> = BTreeMap::new();
-        let mut answers: Vec<Option<Result<(u16, serde_json::Value), ApiError>>> = vec![None; n];
-        let mut cmds = Vec::new();
-        let mut slots = Vec::new();
-        for (i, (req, _)) in reqs.iter().enumerate() {
-            let p = pending.entry(req.tenant_id.clone()).or_insert(0);
-            if f.scheduler().queue_depth(&req.tenant_id) + *p >= self.settings.max_queue_per_tenant
+        let mut pending: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut full = vec![false; calls.len()];
+        let mut cmds = running;
+        for (i, c) in calls.iter().enumerate() {
+            let p = pending.entry(c.req.tenant_id.as_str()).or_insert(0);
+            if f.scheduler().queue_depth(&c.req.tenant_id) + *p
+                >= self.settings.max_queue_per_tenant
             {
-                answers[i] = Some(Err(ApiError::new(
-                    429,
-                    "queue_full",
-                    format!(
-                        "tenant {}'s queue holds {} requests",
-                        req.tenant_id, self.settings.max_queue_per_tenant
-                    ),
-                )));
+                full[i] = true;
                 continue;
             }
             *p += 1;
             cmds.push(Command::Schedule {
-                request: req.clone(),
+                request: c.req.clone(),
             });
-            slots.push(i);
         }
+        let n_schedules = cmds.len() - n_running;
+        cmds.extend(releases.iter().map(|r| Command::Release {
+            tenant_id: r.tenant.clone(),
+            request: r.request,
+        }));
         let started = Instant::now();
-        let outs = match f.execute_batch(cmds) {
-            Ok(o) => o,
+        let mut outs = match f.execute_batch(cmds) {
+            Ok(o) => o.into_iter(),
             Err(e) => {
                 let e = ApiError::from(e);
-                return answers
-                    .into_iter()
-                    .map(|a| a.unwrap_or_else(|| Err(e.clone())))
-                    .collect();
+                for r in releases {
+                    let _ = r.reply.send(Err(e.clone()));
+                }
+                return Decided {
+                    answers: calls.into_iter().map(|c| (Err(e.clone()), c)).collect(),
+                    work: AgentWork::default(),
+                };
             }
         };
+        // The agent's reports: a failure (the request was released meanwhile) changes nothing.
+        outs.by_ref().take(n_running).for_each(drop);
         if let Ok(mut m) = lock(&self.metrics) {
             let per = started.elapsed().as_secs_f64() / outs.len().max(1) as f64;
-            for _ in 0..outs.len() {
+            for _ in 0..n_schedules {
                 m.observe_decision(per);
             }
         }
-        let events = match self.after_command(&mut f) {
-            Ok(e) => e,
-            Err(e) => return vec![Err(e); n],
-        };
-        let mut audits = Vec::new();
-        for (slot, out) in slots.into_iter().zip(outs) {
-            let (req, auth) = &reqs[slot];
-            let answer = (|| {
-                let out = out?;
-                let (code, body, rid) = match &out {
-                    Outcome::Placed {
-                        request_id,
-                        placement,
-                    } => (
-                        201,
-                        json!({"request_id": request_id.to_string(), "status": "placed", "placement": placement}),
-                        *request_id,
-                    ),
-                    Outcome::Queued {
-                        request_id,
-                        reason,
-                        detail,
-                    } => (
-                        202,
-                        json!({"request_id": request_id.to_string(), "status": "queued", "reason": reason, "detail": detail}),
-                        *request_id,
-                    ),
-                    Outcome::Existing { request_id, phase } => {
-                        // The same key with a different request is a conflict, not a retry.
-                        let st = f.scheduler().status(&req.tenant_id, *request_id)?;
-                        if st.model_id != req.model_id || st.model_version != req.model_version {
-                            return Err(ApiError::new(
-                                409,
-                                "idempotency_conflict",
-                                format!(
-                                    "idempotency_key was used for request {request_id} ({}/{})",
-                                    st.model_id, st.model_version
-                                ),
-                            )
-                            .field("idempotency_key"));
-                        }
-                        (
-                            200,
-                            json!({"request_id": request_id.to_string(), "status": phase, "placement": st.placement, "idempotent_replay": true}),
-                            *request_id,
-                        )
-                    }
-                    other => {
-                        return Err(ApiError::internal(format!("unexpected outcome {other:?}")));
-                    }
-                };
-                Ok((code, body, rid))
-            })();
-            match answer {
-                Ok((code, body, rid)) => {
-                    let outcome = if auth.is_none() && self.settings.mode.simulation {
-                        AuditOutcome::AllowInSimulation
-                    } else {
-                        AuditOutcome::Allow
-                    };
-                    audits.push((
-                        slot,
-                        req.tenant_id.clone(),
-                        rid,
-                        outcome,
-                        atom_fabric::hybrid::payload_digest(
-                            &serde_json::to_value(req).unwrap_or_default(),
-                        ),
-                    ));
-                    answers[slot] = Some(Ok((code, body)));
-                }
-                Err(e) => answers[slot] = Some(Err(e)),
-            }
-        }
-        if let Err(e) = self.launch_placed(&mut f, &events) {
-            return vec![Err(e); n];
-        }
-        drop(f);
-        for (slot, tenant, rid, outcome, digest) in audits {
-            match self.audit_decision(
-                "schedule.request",
-                &tenant,
-                "request",
-                &rid.to_string(),
-                outcome,
-                &[PolicyId::P5, PolicyId::P6],
-                None,
-                Some(digest),
-            ) {
-                Ok(idx) => {
-                    if let Some(Ok((_, body))) = &mut answers[slot] {
-                        body["audit_index"] = json!(idx);
-                    }
-                }
-                Err(e) => answers[slot] = Some(Err(e)),
-            }
-        }
-        answers
+        // Releases come last in the batch: answer them first, from the end of the outcomes.
+        let mut outs: Vec<_> = outs.collect();
+        for (r, out) in releases
             .into_iter()
-            .map(|a| a.unwrap_or_else(|| Err(ApiError::internal("no answer"))))
-            .collect()
+            .zip(outs.split_off(n_schedules.min(outs.len())))
+        {
+            let _ = r
+                .reply
+                .send(out.map(|o| json!({"result": o})).map_err(ApiError::from));
+        }
+        let mut outs = outs.into_iter();
+        let work = match self.after_command(f) {
+            Ok(events) => self.agent_work(f, &events),
+            Err(e) => {
+                return Decided {
+                    answers: calls.into_iter().map(|c| (Err(e.clone()), c)).collect(),
+                    work: AgentWork::default(),
+                };
+            }
+        };
+        let mut answers = Vec::with_capacity(calls.len());
+        for (c, full) in calls.into_iter().zip(full) {
+            if full {
+                let e = ApiError::new(
+                    429,
+                    "queue_full",
+                    format!(
+                        "tenant {}'s queue holds {} requests",
+                        c.req.tenant_id, self.settings.max_queue_per_tenant
+                    ),
+                );
+                answers.push((Err(e), c));
+                continue;
+            }
+            let answer = match outs.next() {
+                Some(out) => Self::answer(f, &c.req, out),
+                None => Err(ApiError::internal("no outcome")),
+            };
+            answers.push((answer, c));
+        }
+        Decided { answers, work }
     }
 
-    /// Starts the committer thread: it takes every waiting `POST /schedule`, decides them in one
-    /// batch (one journal sync), and answers each.
+    fn answer(
+        f: &Fabric<DirStore>,
+        req: &ScheduleRequest,
+        out: atom_fabric::Result<Outcome>,
+    ) -> Result<ScheduleAnswer, ApiError> {
+        let decision = match out? {
+            Outcome::Placed {
+                request_id,
+                placement,
+            } => Answer::Placed {
+                request_id,
+                placement,
+            },
+            Outcome::Queued {
+                request_id,
+                reason,
+                detail,
+            } => Answer::Queued {
+                request_id,
+                reason,
+                detail,
+            },
+            Outcome::Existing { request_id, phase } => {
+                // The same key with a different request is a conflict, not a retry.
+                let st = f.scheduler().status(&req.tenant_id, request_id)?;
+                if st.model_id != req.model_id || st.model_version != req.model_version {
+                    return Err(ApiError::new(
+                        409,
+                        "idempotency_conflict",
+                        format!(
+                            "idempotency_key was used for request {request_id} ({}/{})",
+                            st.model_id, st.model_version
+                        ),
+                    )
+                    .field("idempotency_key"));
+                }
+                Answer::Existing {
+                    request_id,
+                    phase,
+                    placement: st.placement,
+                }
+            }
+            other => return Err(ApiError::internal(format!("unexpected outcome {other:?}"))),
+        };
+        Ok(ScheduleAnswer {
+            decision,
+            audit_index: None,
+        })
+    }
+
+    /// Stage 2 (the auditor thread, no fabric lock): appends each decision to the audit log in
+    /// decision order and answers its request.
+    fn audit_answers(&self, answers: Vec<(Result<ScheduleAnswer, ApiError>, ScheduleCall)>) {
+        for (answer, call) in answers {
+            let answer = answer.and_then(|mut a| {
+                let outcome = if call.auth.is_none() && self.settings.mode.simulation {
+                    AuditOutcome::AllowInSimulation
+                } else {
+                    AuditOutcome::Allow
+                };
+                a.audit_index = Some(self.audit_decision(
+                    "schedule.request",
+                    &call.req.tenant_id,
+                    "request",
+                    &a.request_id().to_string(),
+                    outcome,
+                    &[PolicyId::P5, PolicyId::P6],
+                    None,
+                    Some(call.digest),
+                )?);
+                Ok(a)
+            });
+            let _ = call.reply.send(answer);
+        }
+    }
+
+    /// Starts the `POST /schedule` pipeline, three threads that overlap:
+    /// - the committer takes every waiting request and the node agent's reports, journals them
+    ///   with one sync (group commit) and decides them;
+    /// - the auditor appends each decision to the audit log and answers its client (a 201
+    ///   means the placement is durable and audited);
+    /// - the in-process node agent launches the placed replicas (run files) and reports them
+    ///   running into the committer's next batch, as a kubelet reports to the API server: a
+    ///   reader sees `placed`, then `running`.
+    ///
+    /// The agent's queue is bounded, so a node agent that falls behind slows the committer
+    /// rather than growing memory.
     pub fn start_committer(self: &Arc<Self>) {
-        let (tx, rx) = std::sync::mpsc::channel::<ScheduleCall>();
-        if self.committer.set(tx).is_err() {
+        let (tx, rx) = std::sync::mpsc::channel::<Stage1>();
+        if self.committer.set(tx.clone()).is_err() {
+            return;
+        }
+        let (audit_tx, audit_rx) =
+            std::sync::mpsc::channel::<Vec<(Result<ScheduleAnswer, ApiError>, ScheduleCall)>>();
+        let (agent_tx, agent_rx) = std::sync::mpsc::sync_channel::<AgentWork>(AGENT_QUEUE);
+        let _ = self.agent.set(agent_tx.clone());
+        let app = Arc::clone(self);
+        let auditor = std::thread::Builder::new()
+            .name("atom-auditor".into())
+            .spawn(move || {
+                let _stop = StopFlag(app.pipeline_stopped.clone());
+                while let Ok(answers) = audit_rx.recv() {
+                    app.audit_answers(answers);
+                }
+            });
+        let app = Arc::clone(self);
+        let agent = std::thread::Builder::new()
+            .name("atom-agent".into())
+            .spawn(move || {
+                let _stop = StopFlag(app.pipeline_stopped.clone());
+                while let Ok(mut work) = agent_rx.recv() {
+                    // Whatever else is waiting goes in the same round (one report).
+                    while let Ok(more) = agent_rx.try_recv() {
+                        work.actions.extend(more.actions);
+                        work.drains.extend(more.drains);
+                    }
+                    let (running, failed) = app.run_agent(&work);
+                    // A failed launch stays `placed` (never reported running); the operator
+                    // sees why in the log.
+                    for e in failed {
+                        tracing::warn!(error = %e.message, "node agent");
+                    }
+                    if !running.is_empty() && tx.send(Stage1::Launched(running)).is_err() {
+                        break;
+                    }
+                    for d in work.drains {
+                        let _ = tx.send(Stage1::Drained(d));
+                    }
+                }
+            });
+        if auditor.is_err() || agent.is_err() {
             return;
         }
         let app = Arc::clone(self);
         std::thread::Builder::new()
             .name("atom-committer".into())
             .spawn(move || {
+                let _stop = StopFlag(app.pipeline_stopped.clone());
                 while let Ok(first) = rx.recv() {
-                    let mut batch = vec![first];
-                    while batch.len() < MAX_BATCH {
+                    let mut calls = Vec::new();
+                    let mut releases = Vec::new();
+                    let mut running = Vec::new();
+                    let mut drains = Vec::new();
+                    let mut drained = Vec::new();
+                    let mut take = |m: Stage1| match m {
+                        Stage1::Schedule(c) => calls.push(*c),
+                        Stage1::Release(r) => releases.push(r),
+                        Stage1::Launched(r) => running.extend(r),
+                        Stage1::Drain(d) => drains.push(d),
+                        Stage1::Drained(d) => drained.push(d),
+                    };
+                    take(first);
+                    for _ in 1..MAX_BATCH {
                         match rx.try_recv() {
-                            Ok(c) => batch.push(c),
+                            Ok(m) => take(m),
                             Err(_) => break,
                         }
                     }
-                    let (reqs, replies): (Vec<_>, Vec<_>) =
-                        batch.into_iter().map(|(r, a, tx)| ((r, a), tx)).unzip();
-                    for (answer, reply) in app.schedule_batch(reqs).into_iter().zip(replies) {
-                        let _ = reply.send(answer);
+                    let answers = match lock(&app.fabric) {
+                        Ok(mut f) => {
+                            let mut d = app.decide(&mut f, calls, releases, running);
+                            d.work.drains = std::mem::take(&mut drains);
+                            // Sent with the fabric locked: the agent sees launches and stops
+                            // in decision order, whichever thread decided them.
+                            if !d.work.is_empty() && agent_tx.send(d.work).is_err() {
+                                break;
+                            }
+                            d.answers
+                        }
+                        Err(e) => {
+                            for r in releases {
+                                let _ = r.reply.send(Err(e.clone()));
+                            }
+                            calls.into_iter().map(|c| (Err(e.clone()), c)).collect()
+                        }
+                    };
+                    // The agent's reports that came with these barriers are journaled now.
+                    for d in drained {
+                        let _ = d.send(());
+                    }
+                    if !answers.is_empty() && audit_tx.send(answers).is_err() {
+                        break;
                     }
                 }
             })
             .ok();
     }
 
-    /// `POST /schedule` through the committer (or directly when none runs).
+    /// `POST /schedule`: through the pipeline, or (no committer running) the same stages in
+    /// line.
     pub async fn schedule(
         self: &Arc<Self>,
         req: ScheduleRequest,
         auth: Option<String>,
     ) -> Result<(u16, serde_json::Value), ApiError> {
+        // The payload digest for the audit entry is computed here, on the HTTP worker.
+        let digest = atom_fabric::hybrid::payload_digest(
+            &serde_json::to_value(&req).map_err(|e| ApiError::internal(e.to_string()))?,
+        );
+        let (reply, rrx) = tokio::sync::oneshot::channel();
+        let call = ScheduleCall {
+            req,
+            auth,
+            digest,
+            reply,
+        };
         match self.committer.get() {
             Some(tx) => {
-                let (rtx, rrx) = tokio::sync::oneshot::channel();
-                tx.send((req, auth, rtx))
+                tx.send(Stage1::Schedule(Box::new(call)))
                     .map_err(|_| ApiError::internal("committer stopped"))?;
-                rrx.await
-                    .map_err(|_| ApiError::internal("committer dropped the request"))?
             }
             None => {
                 let app = Arc::clone(self);
                 tokio::task::spawn_blocking(move || {
-                    app.schedule_batch(vec![(req, auth)])
-                        .pop()
-                        .unwrap_or_else(|| Err(ApiError::internal("no answer")))
+                    let mut f = match lock(&app.fabric) {
+                        Ok(f) => f,
+                        Err(e) => {
+                            let _ = call.reply.send(Err(e));
+                            return;
+                        }
+                    };
+                    let decided = app.decide(&mut f, vec![call], vec![], vec![]);
+                    let (running, failed) = app.run_agent(&decided.work);
+                    for e in failed {
+                        tracing::warn!(error = %e.message, "node agent");
+                    }
+                    let _ = app.decide(&mut f, vec![], vec![], running);
+                    drop(f);
+                    app.audit_answers(decided.answers);
                 })
                 .await
-                .map_err(|e| ApiError::internal(e.to_string()))?
+                .map_err(|e| ApiError::internal(e.to_string()))?;
             }
         }
+        let a = rrx
+            .await
+            .map_err(|_| ApiError::internal("committer dropped the request"))??;
+        Ok((a.code(), a.body()))
     }
 
     /// `GET /schedule/{id}`.
@@ -883,7 +1385,33 @@ impl App {
         serde_json::to_value(st).map_err(|e| ApiError::internal(e.to_string()))
     }
 
-    /// `POST /schedule/{id}/release`.
+    /// `POST /schedule/{id}/release`: through the committer (group commit) when it runs.
+    pub async fn release_async(
+        self: &Arc<Self>,
+        id: String,
+        tenant: String,
+    ) -> Result<serde_json::Value, ApiError> {
+        let Some(tx) = self.committer.get() else {
+            let app = Arc::clone(self);
+            return tokio::task::spawn_blocking(move || app.release(&id, &tenant))
+                .await
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+        };
+        let request: RequestId = id
+            .parse()
+            .map_err(|_| ApiError::new(404, "not_found", format!("request {id} not found")))?;
+        let (reply, rrx) = tokio::sync::oneshot::channel();
+        tx.send(Stage1::Release(ReleaseCall {
+            tenant,
+            request,
+            reply,
+        }))
+        .map_err(|_| ApiError::internal("committer stopped"))?;
+        rrx.await
+            .map_err(|_| ApiError::internal("committer dropped the request"))?
+    }
+
+    /// `POST /schedule/{id}/release`, in line.
     pub fn release(&self, id: &str, tenant: &str) -> Result<serde_json::Value, ApiError> {
         let rid: RequestId = id
             .parse()
@@ -1151,18 +1679,23 @@ impl App {
 
     /// `GET /health`.
     pub fn health(&self, component: &str) -> serde_json::Value {
-        let fabric_ok = self
-            .fabric
-            .lock()
-            .map(|f| f.scheduler().check_invariants().is_ok())
-            .unwrap_or(false);
+        // O(1), never waiting behind a batch: a probe must not stall scheduling (the full
+        // invariant check is O(state) and belongs to the tests).
+        let fabric_ok = self.fabric.lock().is_ok();
         let audit = self.audit.lock().map(|l| l.size()).ok();
+        let pipeline_ok = !self.pipeline_stopped.load(Ordering::Relaxed);
+        let ok = fabric_ok && audit.is_some() && pipeline_ok;
         json!({
-            "status": if fabric_ok && audit.is_some() { "ok" } else { "degraded" },
+            "status": if ok { "ok" } else { "degraded" },
             "component": component,
             "uptime_s": self.started.elapsed().as_secs_f64(),
             "mode": {"simulation": self.settings.mode.simulation, "pqc": self.settings.mode.pqc.as_str()},
-            "components": {"scheduler": if fabric_ok {"ok"} else {"error"}, "audit_log": audit.map_or("error", |_| "ok"), "node_agent": "ok", "hybrid_coordinator": "ok"},
+            "components": {
+                "scheduler": if fabric_ok && pipeline_ok {"ok"} else {"error"},
+                "audit_log": audit.map_or("error", |_| "ok"),
+                "node_agent": if pipeline_ok {"ok"} else {"error"},
+                "hybrid_coordinator": "ok",
+            },
             "audit_size": audit,
         })
     }
@@ -1306,8 +1839,21 @@ impl App {
         }
     }
 
+    /// Waits (up to `timeout`) until every launch decided so far has been run by the node
+    /// agent and its report journaled. True when drained (or no pipeline runs).
+    pub fn drain(&self, timeout: std::time::Duration) -> bool {
+        let Some(tx) = self.committer.get() else {
+            return true;
+        };
+        let (dtx, drx) = std::sync::mpsc::channel();
+        tx.send(Stage1::Drain(dtx)).is_ok() && drx.recv_timeout(timeout).is_ok()
+    }
+
     /// Flushes everything for shutdown.
     pub fn close(&self) {
+        if !self.drain(std::time::Duration::from_secs(10)) {
+            tracing::warn!("node agent did not drain within 10 s");
+        }
         if let Ok(mut l) = self.audit.lock() {
             let _ = l.sync_all();
         }

@@ -351,7 +351,7 @@ async fn release(
 ) -> Result<Response, ApiError> {
     let b: ReleaseBody = parse_body(&headers, &body, no_normalize)?;
     app.authenticate(auth_header(&headers), Some(&b.tenant_id))?;
-    let v = blocking(move || app.release(&id, &b.tenant_id)).await?;
+    let v = app.release_async(id, b.tenant_id).await?;
     Ok(Json(v).into_response())
 }
 
@@ -730,6 +730,13 @@ pub fn run(args: ServeArgs) -> Result<(), crate::cmd::CliError> {
         _ => None,
     };
     let app = App::open(settings).map_err(CliError::failed)?;
+    match app.reconcile_agent() {
+        Ok((0, 0)) => {}
+        Ok((launched, retired)) => {
+            tracing::info!(launched, retired, "node agent caught up with the journal")
+        }
+        Err(e) => return Err(CliError::failed(format!("node agent: {}", e.message))),
+    }
     app.start_committer();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
