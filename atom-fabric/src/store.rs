@@ -2,7 +2,8 @@
 //! scheduler with a write-ahead journal.
 //!
 //! A data directory holds `snapshot.bin` (the state after command `seq`) and `journal.log`
-//! (every command after it). Both use the same record framing: a 4-byte little-endian payload
+//! (every command after it; while a background snapshot is written, the commands before the
+//! rotation are in `journal.prev`). Both use the same record framing: a 4-byte little-endian payload
 //! length, the first 8 bytes of the payload's SHA-256, then the JSON payload. A command is
 //! appended and `fsync`ed before it is applied and acknowledged; on open, a torn or corrupt
 //! tail of the journal (a crash mid-append) is cut off, and replaying the rest gives the same
@@ -42,6 +43,13 @@ pub struct Snapshot {
 struct SnapshotRef<'a> {
     seq: u64,
     state: &'a State,
+}
+
+fn encode_snapshot(seq: u64, state: &State) -> Result<Vec<u8>> {
+    serde_json::to_vec(&SnapshotRef { seq, state }).map_err(|e| FabricError::Corrupt {
+        what: "snapshot".into(),
+        detail: e.to_string(),
+    })
 }
 
 impl Snapshot {
@@ -85,6 +93,38 @@ pub trait Store {
     /// Stores a snapshot durably (`bytes` decode with [`Snapshot::from_bytes`] to the state
     /// after command `seq`); entries up to `seq` may then be dropped.
     fn write_snapshot(&mut self, seq: u64, bytes: &[u8]) -> Result<()>;
+    /// Starts a snapshot of the state after command `seq` that is finished off the caller's
+    /// thread: the store sets aside the journal up to `seq` (appends go on meanwhile) and
+    /// returns the writer of the encoded state. `None`: this store snapshots only in line.
+    fn snapshot_writer(&mut self, seq: u64) -> Result<Option<SnapshotWriter>> {
+        let _ = seq;
+        Ok(None)
+    }
+}
+
+/// What a [`SnapshotWriter`] runs.
+type WriteFn = Box<dyn FnOnce(&[u8]) -> Result<()> + Send>;
+
+/// Writes one snapshot's bytes durably, on any thread (see [`Store::snapshot_writer`]).
+pub struct SnapshotWriter(WriteFn);
+
+impl SnapshotWriter {
+    /// A writer that runs `f` with the encoded snapshot (a [`Store`] outside this crate
+    /// builds its own).
+    pub fn new(f: impl FnOnce(&[u8]) -> Result<()> + Send + 'static) -> Self {
+        Self(Box::new(f))
+    }
+
+    /// Writes `bytes` (an encoded snapshot) and drops what it covers.
+    pub fn write(self, bytes: &[u8]) -> Result<()> {
+        (self.0)(bytes)
+    }
+}
+
+impl std::fmt::Debug for SnapshotWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SnapshotWriter")
+    }
 }
 
 /// An in-memory store (no durability): for tests and throw-away runs.
@@ -152,6 +192,49 @@ fn unframe(bytes: &[u8]) -> (Vec<&[u8]>, usize) {
     (out, pos)
 }
 
+/// Reads the whole frames of a journal file: its entries and the length they cover (a torn or
+/// corrupt tail stops the read). A missing file is empty.
+fn read_journal(path: &Path) -> Result<(Vec<JournalEntry>, usize, usize)> {
+    let mut bytes = Vec::new();
+    match File::open(path) {
+        Ok(mut f) => {
+            f.read_to_end(&mut bytes).map_err(io("read", path))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((vec![], 0, 0)),
+        Err(e) => return Err(io("open", path)(e)),
+    }
+    let (records, _) = unframe(&bytes);
+    let mut entries = Vec::with_capacity(records.len());
+    let mut valid = 0usize;
+    for rec in records {
+        match serde_json::from_slice::<JournalEntry>(rec) {
+            Ok(e) => {
+                valid += 12 + rec.len();
+                entries.push(e);
+            }
+            Err(_) => break,
+        }
+    }
+    Ok((entries, valid, bytes.len()))
+}
+
+/// Writes `bytes` as `dir/snapshot.bin` durably (temp file, fsync, rename, fsync directory).
+fn write_snapshot_file(dir: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = dir.join("snapshot.tmp");
+    let path = dir.join("snapshot.bin");
+    let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
+    f.write_all(&frame(bytes)).map_err(io("write", &tmp))?;
+    f.sync_all().map_err(io("fsync", &tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io("rename snapshot to", &path))?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("fsync directory", dir))
+}
+
 /// The embedded store: a data directory with `snapshot.bin` and `journal.log`.
 ///
 /// ```
@@ -188,9 +271,7 @@ impl DirStore {
     }
 
     fn sync_dir(&self) -> Result<()> {
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io("fsync directory", &self.dir))
+        sync_dir(&self.dir)
     }
 }
 
@@ -211,25 +292,13 @@ impl Store for DirStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(io("read", &snap_path)(e)),
         };
+        // A rotated segment (a background snapshot had not finished) comes first; it was
+        // complete when rotated, so only the live journal can have a torn tail.
+        let (mut entries, _, _) = read_journal(&self.dir.join("journal.prev"))?;
         let jpath = self.dir.join("journal.log");
-        let mut bytes = Vec::new();
-        File::open(&jpath)
-            .and_then(|mut f| f.read_to_end(&mut bytes))
-            .map_err(io("read", &jpath))?;
-        let (records, used) = unframe(&bytes);
-        let mut entries = Vec::with_capacity(records.len());
-        let mut valid = 0usize;
-        for rec in records {
-            match serde_json::from_slice::<JournalEntry>(rec) {
-                Ok(e) => {
-                    valid += 12 + rec.len();
-                    entries.push(e);
-                }
-                Err(_) => break,
-            }
-        }
-        debug_assert!(valid <= used);
-        if valid < bytes.len() {
+        let (live, valid, len) = read_journal(&jpath)?;
+        entries.extend(live);
+        if valid < len {
             // A torn tail: the append never completed, so it was never acknowledged.
             self.journal
                 .set_len(valid as u64)
@@ -272,18 +341,41 @@ impl Store for DirStore {
     }
 
     fn write_snapshot(&mut self, _seq: u64, bytes: &[u8]) -> Result<()> {
-        let tmp = self.dir.join("snapshot.tmp");
-        let path = self.dir.join("snapshot.bin");
-        let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
-        f.write_all(&frame(bytes)).map_err(io("write", &tmp))?;
-        f.sync_all().map_err(io("fsync", &tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io("rename snapshot to", &path))?;
-        self.sync_dir()?;
+        write_snapshot_file(&self.dir, bytes)?;
         // Every journal entry is now covered by the snapshot (entries carry seq, so a crash
-        // before this truncation only leaves entries that load() skips).
+        // before these removals only leaves entries that load() skips).
+        let prev = self.dir.join("journal.prev");
+        match std::fs::remove_file(&prev) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io("remove", &prev)(e)),
+        }
         let jpath = self.dir.join("journal.log");
         self.journal.set_len(0).map_err(io("truncate", &jpath))?;
         self.journal.sync_all().map_err(io("fsync", &jpath))
+    }
+
+    fn snapshot_writer(&mut self, _seq: u64) -> Result<Option<SnapshotWriter>> {
+        let prev = self.dir.join("journal.prev");
+        if prev.exists() {
+            // The last background snapshot did not finish: the next one is written in line.
+            return Ok(None);
+        }
+        let jpath = self.dir.join("journal.log");
+        std::fs::rename(&jpath, &prev).map_err(io("rotate", &jpath))?;
+        self.journal = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&jpath)
+            .map_err(io("open", &jpath))?;
+        self.sync_dir()?;
+        let dir = self.dir.clone();
+        Ok(Some(SnapshotWriter::new(move |bytes: &[u8]| {
+            write_snapshot_file(&dir, bytes)?;
+            std::fs::remove_file(&prev).map_err(io("remove", &prev))?;
+            sync_dir(&dir)
+        })))
     }
 }
 
@@ -336,6 +428,11 @@ pub struct Fabric<S: Store> {
     last_ms: u64,
     since_snapshot: u64,
     snapshot_every: SnapshotEvery,
+    background_snapshots: bool,
+    /// The snapshot being written off-thread, if any.
+    writing: Option<std::thread::JoinHandle<Result<()>>>,
+    /// Why the last background snapshot failed (the next one is written in line).
+    snapshot_error: Option<FabricError>,
 }
 
 /// When [`Fabric`] takes a snapshot on its own.
@@ -389,6 +486,9 @@ impl<S: Store> Fabric<S> {
             last_ms,
             since_snapshot: 0,
             snapshot_every: SnapshotEvery::Proportional(10_000),
+            background_snapshots: false,
+            writing: None,
+            snapshot_error: None,
         })
     }
 
@@ -401,6 +501,61 @@ impl<S: Store> Fabric<S> {
             SnapshotEvery::Commands(n)
         };
         self
+    }
+
+    /// Writes automatic snapshots off the caller's thread when the store can (the embedded
+    /// store rotates its journal): the caller pauses only to clone the state, not to encode
+    /// and write it. A host wants this; tests and simulations keep the default (in line).
+    pub fn with_background_snapshots(mut self, on: bool) -> Self {
+        self.background_snapshots = on;
+        self
+    }
+
+    /// Why the last background snapshot failed, if it did (the journal still holds every
+    /// command; the next snapshot is written in line).
+    pub fn snapshot_error(&self) -> Option<&FabricError> {
+        self.snapshot_error.as_ref()
+    }
+
+    /// Waits for a background snapshot being written, if any.
+    pub fn wait_snapshot(&mut self) {
+        if let Some(h) = self.writing.take() {
+            self.snapshot_error = match h.join() {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e),
+                Err(_) => Some(FabricError::Corrupt {
+                    what: "snapshot".into(),
+                    detail: "the snapshot thread panicked".into(),
+                }),
+            };
+        }
+    }
+
+    /// The automatic snapshot: off-thread when enabled and possible, else in line.
+    fn auto_snapshot(&mut self) -> Result<()> {
+        if self.background_snapshots {
+            if self.writing.as_ref().is_some_and(|h| !h.is_finished()) {
+                return Ok(()); // one at a time; this one is due again after the next command
+            }
+            self.wait_snapshot();
+            if let Some(writer) = self.store.snapshot_writer(self.seq)? {
+                let seq = self.seq;
+                let state = self.scheduler.state().clone();
+                let spawned = std::thread::Builder::new()
+                    .name("atom-snapshot".into())
+                    .spawn(move || {
+                        let bytes = encode_snapshot(seq, &state)?;
+                        writer.write(&bytes)
+                    });
+                if let Ok(h) = spawned {
+                    self.writing = Some(h);
+                    self.since_snapshot = 0;
+                    return Ok(());
+                }
+                // No thread: the rotated journal is folded in by the in-line snapshot below.
+            }
+        }
+        self.snapshot()
     }
 
     fn snapshot_due(&self) -> bool {
@@ -428,7 +583,7 @@ impl<S: Store> Fabric<S> {
         let out = self.scheduler.apply(entry.command, at_ms);
         self.since_snapshot += 1;
         if self.snapshot_due() {
-            self.snapshot()?;
+            self.auto_snapshot()?;
         }
         out
     }
@@ -458,7 +613,7 @@ impl<S: Store> Fabric<S> {
             self.since_snapshot += 1;
         }
         if self.snapshot_due() {
-            self.snapshot()?;
+            self.auto_snapshot()?;
         }
         Ok(outs)
     }
@@ -475,14 +630,9 @@ impl<S: Store> Fabric<S> {
 
     /// Writes a snapshot of the current state.
     pub fn snapshot(&mut self) -> Result<()> {
-        let bytes = serde_json::to_vec(&SnapshotRef {
-            seq: self.seq,
-            state: self.scheduler.state(),
-        })
-        .map_err(|e| FabricError::Corrupt {
-            what: "snapshot".into(),
-            detail: e.to_string(),
-        })?;
+        // A background snapshot finishes first: the two must not race on the files.
+        self.wait_snapshot();
+        let bytes = encode_snapshot(self.seq, self.scheduler.state())?;
         self.store.write_snapshot(self.seq, &bytes)?;
         self.since_snapshot = 0;
         Ok(())
@@ -504,7 +654,8 @@ impl<S: Store> Fabric<S> {
     }
 
     /// Closes the fabric and hands back its store (e.g. to reopen it, as after a restart).
-    pub fn into_store(self) -> S {
+    pub fn into_store(mut self) -> S {
+        self.wait_snapshot();
         self.store
     }
 }
@@ -594,6 +745,92 @@ mod tests {
             Box::new(clock),
         )
         .unwrap();
+        assert_eq!(g.scheduler().state_digest().unwrap(), digest);
+    }
+
+    fn zero_requests(n: usize) -> Vec<Command> {
+        use crate::model::{Resources, ScheduleRequest};
+        let req = ScheduleRequest::new("t", "m", "v", Resources::default());
+        (0..n)
+            .map(|_| Command::Schedule {
+                request: req.clone(),
+            })
+            .collect()
+    }
+
+    fn open_dir(dir: &Path, clock: &ManualClock) -> Fabric<DirStore> {
+        Fabric::open(
+            SchedulerConfig::default(),
+            DirStore::open(dir).unwrap(),
+            Box::new(clock.clone()),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_background_snapshot_lets_appends_go_on_and_restores_everything() {
+        use crate::model::NodeSpec;
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(0);
+        let mut f = open_dir(dir.path(), &clock).with_background_snapshots(true);
+        f.execute(Command::RegisterNode {
+            spec: NodeSpec::new("n1", 8_000, 32_768),
+        })
+        .unwrap();
+        // 10,000 commands make a snapshot due: the journal is rotated and the state written
+        // off-thread while more commands are journaled.
+        f.execute_batch(zero_requests(9_999)).unwrap();
+        assert!(f.writing.is_some());
+        for _ in 0..20 {
+            f.execute_batch(zero_requests(50)).unwrap();
+            clock.advance(1);
+        }
+        f.wait_snapshot();
+        assert!(f.snapshot_error().is_none());
+        assert!(!dir.path().join("journal.prev").exists());
+        let digest = f.scheduler().state_digest().unwrap();
+        let seq = f.seq();
+        drop(f);
+        // The snapshot holds the first 10,000; the journal only what came after.
+        let mut store = DirStore::open(dir.path()).unwrap();
+        let (snap, entries) = store.load().unwrap();
+        assert_eq!(snap.unwrap().seq(), 10_000);
+        assert_eq!(entries.len() as u64, seq - 10_000);
+        let g = open_dir(dir.path(), &clock);
+        assert_eq!(
+            (g.seq(), g.scheduler().state_digest().unwrap()),
+            (seq, digest)
+        );
+    }
+
+    #[test]
+    fn a_crash_before_the_background_snapshot_is_written_loses_nothing() {
+        use crate::model::NodeSpec;
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(0);
+        let mut f = open_dir(dir.path(), &clock).with_snapshot_every(0);
+        f.execute(Command::RegisterNode {
+            spec: NodeSpec::new("n1", 8_000, 32_768),
+        })
+        .unwrap();
+        f.execute_batch(zero_requests(300)).unwrap();
+        // Rotated, and the writer never runs (the process died before it finished).
+        let writer = f.store.snapshot_writer(f.seq()).unwrap().unwrap();
+        drop(writer);
+        f.execute_batch(zero_requests(200)).unwrap();
+        let digest = f.scheduler().state_digest().unwrap();
+        drop(f);
+        assert!(dir.path().join("journal.prev").exists());
+        let mut g = open_dir(dir.path(), &clock).with_background_snapshots(true);
+        assert_eq!(g.seq(), 501);
+        assert_eq!(g.scheduler().state_digest().unwrap(), digest);
+        // With the rotated segment still there, the next snapshot is written in line and
+        // folds it in.
+        assert!(g.store.snapshot_writer(g.seq()).unwrap().is_none());
+        g.snapshot().unwrap();
+        assert!(!dir.path().join("journal.prev").exists());
+        drop(g);
+        let g = open_dir(dir.path(), &clock);
         assert_eq!(g.scheduler().state_digest().unwrap(), digest);
     }
 

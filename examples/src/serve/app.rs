@@ -329,6 +329,28 @@ enum AgentAction {
     Stop(RequestId, u32),
 }
 
+impl Launch {
+    /// The launch of `placement` (an event's, or the request's current one).
+    fn new(
+        st: &atom_fabric::RequestStatus,
+        placement: &atom_fabric::Placement,
+        at_ms: u64,
+    ) -> Self {
+        Self {
+            request: st.id,
+            tenant: st.tenant_id.clone(),
+            model_id: st.model_id.clone(),
+            model_version: st.model_version.clone(),
+            replicas: placement
+                .replicas
+                .iter()
+                .map(|r| (r.node.clone(), r.devices.clone()))
+                .collect(),
+            at_ms,
+        }
+    }
+}
+
 /// The node agent's work from one batch of events, in event order (a request evicted and
 /// placed again is stopped, then launched).
 #[derive(Debug, Default)]
@@ -560,7 +582,10 @@ impl App {
             DirStore::open(dir.join("fabric")).map_err(|e| e.to_string())?,
             Box::new(atom_fabric::store::SystemClock),
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        // The committer holds the fabric lock while a snapshot is taken: off-thread, that
+        // is a clone of the state instead of its encoding and fsync.
+        .with_background_snapshots(true);
         // The audit log and its checkpoint key live in the data directory.
         let signer_text = read_or_create_secret(&dir.join("keys/audit.signer"), || {
             NoteSigner::generate_ed25519(ORIGIN)
@@ -839,18 +864,9 @@ impl App {
                     let Ok(status) = f.scheduler().status(tenant, rid) else {
                         continue;
                     };
-                    work.actions.push(AgentAction::Launch(Launch {
-                        request: rid,
-                        tenant: tenant.clone(),
-                        model_id: status.model_id,
-                        model_version: status.model_version,
-                        replicas: placement
-                            .replicas
-                            .iter()
-                            .map(|r| (r.node.clone(), r.devices.clone()))
-                            .collect(),
-                        at_ms: e.at_ms,
-                    }));
+                    work.actions.push(AgentAction::Launch(Launch::new(
+                        &status, placement, e.at_ms,
+                    )));
                 }
                 atom_fabric::EventKind::Evicted { .. }
                 | atom_fabric::EventKind::Finished { .. } => {
@@ -970,18 +986,11 @@ impl App {
                 };
                 live.insert(st.id.0, st.replicas);
                 if st.phase == atom_fabric::Phase::Placed {
-                    work.actions.push(AgentAction::Launch(Launch {
-                        request: st.id,
-                        tenant: st.tenant_id.clone(),
-                        model_id: st.model_id.clone(),
-                        model_version: st.model_version.clone(),
-                        replicas: placement
-                            .replicas
-                            .iter()
-                            .map(|r| (r.node.clone(), r.devices.clone()))
-                            .collect(),
-                        at_ms: st.placed_ms.unwrap_or(st.submitted_ms),
-                    }));
+                    work.actions.push(AgentAction::Launch(Launch::new(
+                        &st,
+                        placement,
+                        st.placed_ms.unwrap_or(st.submitted_ms),
+                    )));
                 }
             }
         }
@@ -1681,7 +1690,10 @@ impl App {
     pub fn health(&self, component: &str) -> serde_json::Value {
         // O(1), never waiting behind a batch: a probe must not stall scheduling (the full
         // invariant check is O(state) and belongs to the tests).
-        let fabric_ok = self.fabric.lock().is_ok();
+        let (fabric_ok, snapshot) = match self.fabric.lock() {
+            Ok(f) => (true, f.snapshot_error().map(|e| e.to_string())),
+            Err(_) => (false, None),
+        };
         let audit = self.audit.lock().map(|l| l.size()).ok();
         let pipeline_ok = !self.pipeline_stopped.load(Ordering::Relaxed);
         let ok = fabric_ok && audit.is_some() && pipeline_ok;
@@ -1695,6 +1707,9 @@ impl App {
                 "audit_log": audit.map_or("error", |_| "ok"),
                 "node_agent": if pipeline_ok {"ok"} else {"error"},
                 "hybrid_coordinator": "ok",
+                // A failed background snapshot loses nothing (the journal keeps every
+                // command); the next one is written in line.
+                "state_snapshots": snapshot.map_or_else(|| "ok".to_string(), |e| format!("last failed: {e}")),
             },
             "audit_size": audit,
         })
@@ -1853,6 +1868,9 @@ impl App {
     pub fn close(&self) {
         if !self.drain(std::time::Duration::from_secs(10)) {
             tracing::warn!("node agent did not drain within 10 s");
+        }
+        if let Ok(mut f) = self.fabric.lock() {
+            f.wait_snapshot();
         }
         if let Ok(mut l) = self.audit.lock() {
             let _ = l.sync_all();
