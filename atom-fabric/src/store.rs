@@ -60,10 +60,7 @@ impl Snapshot {
 
     /// Encodes the snapshot.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        serde_json::to_vec(self).map_err(|e| FabricError::Corrupt {
-            what: "snapshot".into(),
-            detail: e.to_string(),
-        })
+        encode_snapshot(self.seq, &self.state)
     }
 
     /// Decodes a snapshot.
@@ -253,6 +250,19 @@ fn sync_dir(dir: &Path) -> Result<()> {
 pub struct DirStore {
     dir: PathBuf,
     journal: File,
+    /// `journal.log`, the live journal.
+    journal_path: PathBuf,
+    /// `journal.prev`, the segment a background snapshot set aside.
+    prev_path: PathBuf,
+}
+
+fn open_journal(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(path)
+        .map_err(io("open", path))
 }
 
 impl DirStore {
@@ -260,14 +270,14 @@ impl DirStore {
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(io("create directory", &dir))?;
-        let path = dir.join("journal.log");
-        let journal = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(&path)
-            .map_err(io("open", &path))?;
-        Ok(Self { dir, journal })
+        let journal_path = dir.join("journal.log");
+        let journal = open_journal(&journal_path)?;
+        Ok(Self {
+            prev_path: dir.join("journal.prev"),
+            dir,
+            journal,
+            journal_path,
+        })
     }
 
     fn sync_dir(&self) -> Result<()> {
@@ -294,16 +304,16 @@ impl Store for DirStore {
         };
         // A rotated segment (a background snapshot had not finished) comes first; it was
         // complete when rotated, so only the live journal can have a torn tail.
-        let (mut entries, _, _) = read_journal(&self.dir.join("journal.prev"))?;
-        let jpath = self.dir.join("journal.log");
-        let (live, valid, len) = read_journal(&jpath)?;
+        let (mut entries, _, _) = read_journal(&self.prev_path)?;
+        let jpath = &self.journal_path;
+        let (live, valid, len) = read_journal(jpath)?;
         entries.extend(live);
         if valid < len {
             // A torn tail: the append never completed, so it was never acknowledged.
             self.journal
                 .set_len(valid as u64)
-                .map_err(io("truncate torn tail of", &jpath))?;
-            self.journal.sync_all().map_err(io("fsync", &jpath))?;
+                .map_err(io("truncate torn tail of", jpath))?;
+            self.journal.sync_all().map_err(io("fsync", jpath))?;
         }
         let after = snapshot.as_ref().map_or(0, |s| s.seq);
         entries.retain(|e| e.seq > after);
@@ -311,19 +321,19 @@ impl Store for DirStore {
     }
 
     fn append(&mut self, entry: &JournalEntry) -> Result<()> {
-        let jpath = self.dir.join("journal.log");
+        let jpath = &self.journal_path;
         let payload = serde_json::to_vec(entry).map_err(|e| FabricError::Corrupt {
             what: "journal entry".into(),
             detail: e.to_string(),
         })?;
         self.journal
             .write_all(&frame(&payload))
-            .map_err(io("append to", &jpath))?;
-        self.journal.sync_data().map_err(io("fsync", &jpath))
+            .map_err(io("append to", jpath))?;
+        self.journal.sync_data().map_err(io("fsync", jpath))
     }
 
     fn append_batch(&mut self, entries: &[JournalEntry]) -> Result<()> {
-        let jpath = self.dir.join("journal.log");
+        let jpath = &self.journal_path;
         let mut buf = Vec::new();
         for entry in entries {
             let payload = serde_json::to_vec(entry).map_err(|e| FabricError::Corrupt {
@@ -336,41 +346,34 @@ impl Store for DirStore {
         // on load, and nothing of the batch was acknowledged before the sync.
         self.journal
             .write_all(&buf)
-            .map_err(io("append to", &jpath))?;
-        self.journal.sync_data().map_err(io("fsync", &jpath))
+            .map_err(io("append to", jpath))?;
+        self.journal.sync_data().map_err(io("fsync", jpath))
     }
 
     fn write_snapshot(&mut self, _seq: u64, bytes: &[u8]) -> Result<()> {
         write_snapshot_file(&self.dir, bytes)?;
         // Every journal entry is now covered by the snapshot (entries carry seq, so a crash
         // before these removals only leaves entries that load() skips).
-        let prev = self.dir.join("journal.prev");
-        match std::fs::remove_file(&prev) {
+        match std::fs::remove_file(&self.prev_path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io("remove", &prev)(e)),
+            Err(e) => return Err(io("remove", &self.prev_path)(e)),
         }
-        let jpath = self.dir.join("journal.log");
-        self.journal.set_len(0).map_err(io("truncate", &jpath))?;
-        self.journal.sync_all().map_err(io("fsync", &jpath))
+        let jpath = &self.journal_path;
+        self.journal.set_len(0).map_err(io("truncate", jpath))?;
+        self.journal.sync_all().map_err(io("fsync", jpath))
     }
 
     fn snapshot_writer(&mut self, _seq: u64) -> Result<Option<SnapshotWriter>> {
-        let prev = self.dir.join("journal.prev");
-        if prev.exists() {
+        if self.prev_path.exists() {
             // The last background snapshot did not finish: the next one is written in line.
             return Ok(None);
         }
-        let jpath = self.dir.join("journal.log");
-        std::fs::rename(&jpath, &prev).map_err(io("rotate", &jpath))?;
-        self.journal = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(&jpath)
-            .map_err(io("open", &jpath))?;
+        let jpath = &self.journal_path;
+        std::fs::rename(jpath, &self.prev_path).map_err(io("rotate", jpath))?;
+        self.journal = open_journal(jpath)?;
         self.sync_dir()?;
-        let dir = self.dir.clone();
+        let (dir, prev) = (self.dir.clone(), self.prev_path.clone());
         Ok(Some(SnapshotWriter::new(move |bytes: &[u8]| {
             write_snapshot_file(&dir, bytes)?;
             std::fs::remove_file(&prev).map_err(io("remove", &prev))?;

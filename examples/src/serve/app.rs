@@ -196,7 +196,7 @@ pub struct App {
     committer: std::sync::OnceLock<std::sync::mpsc::Sender<Stage1>>,
     agent: std::sync::OnceLock<std::sync::mpsc::SyncSender<AgentWork>>,
     /// Set when a thread of the `POST /schedule` pipeline has exited (health reports it).
-    pipeline_stopped: Arc<AtomicBool>,
+    pipeline_stopped: AtomicBool,
     autoscaler: Mutex<Controller>,
 }
 
@@ -372,6 +372,16 @@ struct Decided {
     work: AgentWork,
 }
 
+impl Decided {
+    /// Every call fails with `e`; nothing for the agent.
+    fn failed(calls: Vec<ScheduleCall>, e: &ApiError) -> Self {
+        Self {
+            answers: calls.into_iter().map(|c| (Err(e.clone()), c)).collect(),
+            work: AgentWork::default(),
+        }
+    }
+}
+
 /// Replica reports older than this do not count (ms).
 const REPORT_STALE_MS: u64 = 30_000;
 
@@ -440,8 +450,8 @@ impl RunFiles {
 
 /// Raises its flag when dropped: a pipeline thread that returns or panics marks the host
 /// degraded.
-struct StopFlag(Arc<AtomicBool>);
-impl Drop for StopFlag {
+struct StopFlag<'a>(&'a AtomicBool);
+impl Drop for StopFlag<'_> {
     fn drop(&mut self) {
         self.0.store(true, Ordering::Relaxed);
     }
@@ -449,6 +459,12 @@ impl Drop for StopFlag {
 
 /// Batches of launches the node agent may have waiting before the committer waits for it.
 const AGENT_QUEUE: usize = 64;
+
+/// A request id from a path (`req-12` or `12`); anything else is an unknown request (404).
+fn parse_request_id(id: &str) -> Result<RequestId, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::new(404, "not_found", format!("request {id} not found")))
+}
 
 fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>, ApiError> {
     m.lock()
@@ -710,7 +726,7 @@ impl App {
             http_requests: Mutex::new(BTreeMap::new()),
             committer: std::sync::OnceLock::new(),
             agent: std::sync::OnceLock::new(),
-            pipeline_stopped: Arc::new(AtomicBool::new(false)),
+            pipeline_stopped: AtomicBool::new(false),
             autoscaler: Mutex::new(autoscaler),
         }))
     }
@@ -885,14 +901,9 @@ impl App {
     /// to journal for the launches that succeeded, and the failures (one failed file does not
     /// hold up the other requests).
     fn run_agent(&self, work: &AgentWork) -> (Vec<Command>, Vec<ApiError>) {
-        let mut runs = match self.runs.lock() {
+        let mut runs = match lock(&self.runs) {
             Ok(r) => r,
-            Err(_) => {
-                return (
-                    vec![],
-                    vec![ApiError::internal("run directory lock poisoned")],
-                );
-            }
+            Err(e) => return (vec![], vec![e]),
         };
         let mut running = Vec::new();
         let mut failed = Vec::new();
@@ -900,7 +911,7 @@ impl App {
             match action {
                 AgentAction::Stop(rid, replicas) => {
                     for i in 0..*replicas {
-                        let path = self.run_dir.join(format!("{}-{i}.json", rid.0));
+                        let path = self.run_file(*rid, i);
                         if let Err(e) = runs.retire(&path) {
                             failed.push(ApiError::internal(format!(
                                 "remove run file {}: {e}",
@@ -937,11 +948,28 @@ impl App {
             });
             // One file per replica, written once (no temp + rename: a torn record is invalid
             // JSON, and the journal, not this file, is the source of truth).
-            let path = self.run_dir.join(format!("{}-{}.json", l.request.0, i));
+            let path = self.run_file(l.request, i as u32);
             runs.write(&path, &serde_json::to_vec(&record).unwrap_or_default())
                 .map_err(|e| ApiError::internal(format!("run file {}: {e}", path.display())))?;
         }
         Ok(())
+    }
+
+    /// `<run_dir>/<request>-<replica>.json`.
+    pub fn run_file(&self, request: RequestId, replica: u32) -> PathBuf {
+        self.run_dir.join(format!("{}-{replica}.json", request.0))
+    }
+
+    /// Runs `work` on the caller's thread and journals its reports (one group commit); the
+    /// first failure, if any, after the rest was done.
+    fn run_agent_inline(&self, f: &mut Fabric<DirStore>, work: &AgentWork) -> Result<(), ApiError> {
+        let (running, failed) = self.run_agent(work);
+        if !running.is_empty() {
+            f.execute_batch(running)?;
+            let events = f.take_events();
+            lock(&self.metrics)?.observe_events(&events);
+        }
+        failed.into_iter().next().map_or(Ok(()), Err)
     }
 
     /// The in-process node agent launches every replica placed by `events` and reports them
@@ -962,13 +990,7 @@ impl App {
             }
             return Ok(());
         }
-        let (running, failed) = self.run_agent(&work);
-        if !running.is_empty() {
-            f.execute_batch(running)?;
-            let more = f.take_events();
-            lock(&self.metrics)?.observe_events(&more);
-        }
-        failed.into_iter().next().map_or(Ok(()), Err)
+        self.run_agent_inline(f, &work)
     }
 
     /// After a start: the node agent catches up with the journal, since a killed host loses
@@ -1020,16 +1042,8 @@ impl App {
                     .map_err(|e| ApiError::internal(format!("retire {}: {e}", p.display())))?;
             }
         }
-        let (running, failed) = self.run_agent(&work);
-        if !running.is_empty() {
-            f.execute_batch(running)?;
-            let events = f.take_events();
-            lock(&self.metrics)?.observe_events(&events);
-        }
-        failed
-            .into_iter()
-            .next()
-            .map_or(Ok((launched, retired)), Err)
+        self.run_agent_inline(&mut f, &work)?;
+        Ok((launched, retired))
     }
 
     /// Stage 1 of `POST /schedule` (the committer, fabric locked): journals `running` (the
@@ -1067,32 +1081,27 @@ impl App {
         }));
         let started = Instant::now();
         let mut outs = match f.execute_batch(cmds) {
-            Ok(o) => o.into_iter(),
+            Ok(o) => o,
             Err(e) => {
                 let e = ApiError::from(e);
                 for r in releases {
                     let _ = r.reply.send(Err(e.clone()));
                 }
-                return Decided {
-                    answers: calls.into_iter().map(|c| (Err(e.clone()), c)).collect(),
-                    work: AgentWork::default(),
-                };
+                return Decided::failed(calls, &e);
             }
         };
-        // The agent's reports: a failure (the request was released meanwhile) changes nothing.
-        outs.by_ref().take(n_running).for_each(drop);
+        // The batch is [reports, schedules, releases]. A report's failure (the request was
+        // released meanwhile) changes nothing.
+        let release_outs = outs.split_off((n_running + n_schedules).min(outs.len()));
+        outs.drain(..n_running.min(outs.len()));
         if let Ok(mut m) = lock(&self.metrics) {
-            let per = started.elapsed().as_secs_f64() / outs.len().max(1) as f64;
+            let per =
+                started.elapsed().as_secs_f64() / (outs.len() + release_outs.len()).max(1) as f64;
             for _ in 0..n_schedules {
                 m.observe_decision(per);
             }
         }
-        // Releases come last in the batch: answer them first, from the end of the outcomes.
-        let mut outs: Vec<_> = outs.collect();
-        for (r, out) in releases
-            .into_iter()
-            .zip(outs.split_off(n_schedules.min(outs.len())))
-        {
+        for (r, out) in releases.into_iter().zip(release_outs) {
             let _ = r
                 .reply
                 .send(out.map(|o| json!({"result": o})).map_err(ApiError::from));
@@ -1100,12 +1109,7 @@ impl App {
         let mut outs = outs.into_iter();
         let work = match self.after_command(f) {
             Ok(events) => self.agent_work(f, &events),
-            Err(e) => {
-                return Decided {
-                    answers: calls.into_iter().map(|c| (Err(e.clone()), c)).collect(),
-                    work: AgentWork::default(),
-                };
-            }
+            Err(e) => return Decided::failed(calls, &e),
         };
         let mut answers = Vec::with_capacity(calls.len());
         for (c, full) in calls.into_iter().zip(full) {
@@ -1230,7 +1234,7 @@ impl App {
         let auditor = std::thread::Builder::new()
             .name("atom-auditor".into())
             .spawn(move || {
-                let _stop = StopFlag(app.pipeline_stopped.clone());
+                let _stop = StopFlag(&app.pipeline_stopped);
                 while let Ok(answers) = audit_rx.recv() {
                     app.audit_answers(answers);
                 }
@@ -1239,7 +1243,7 @@ impl App {
         let agent = std::thread::Builder::new()
             .name("atom-agent".into())
             .spawn(move || {
-                let _stop = StopFlag(app.pipeline_stopped.clone());
+                let _stop = StopFlag(&app.pipeline_stopped);
                 while let Ok(mut work) = agent_rx.recv() {
                     // Whatever else is waiting goes in the same round (one report).
                     while let Ok(more) = agent_rx.try_recv() {
@@ -1267,7 +1271,7 @@ impl App {
         std::thread::Builder::new()
             .name("atom-committer".into())
             .spawn(move || {
-                let _stop = StopFlag(app.pipeline_stopped.clone());
+                let _stop = StopFlag(&app.pipeline_stopped);
                 while let Ok(first) = rx.recv() {
                     let mut calls = Vec::new();
                     let mut releases = Vec::new();
@@ -1303,7 +1307,7 @@ impl App {
                             for r in releases {
                                 let _ = r.reply.send(Err(e.clone()));
                             }
-                            calls.into_iter().map(|c| (Err(e.clone()), c)).collect()
+                            Decided::failed(calls, &e).answers
                         }
                     };
                     // The agent's reports that came with these barriers are journaled now.
@@ -1352,11 +1356,9 @@ impl App {
                         }
                     };
                     let decided = app.decide(&mut f, vec![call], vec![], vec![]);
-                    let (running, failed) = app.run_agent(&decided.work);
-                    for e in failed {
+                    if let Err(e) = app.run_agent_inline(&mut f, &decided.work) {
                         tracing::warn!(error = %e.message, "node agent");
                     }
-                    let _ = app.decide(&mut f, vec![], vec![], running);
                     drop(f);
                     app.audit_answers(decided.answers);
                 })
@@ -1376,9 +1378,7 @@ impl App {
         id: &str,
         tenant: Option<&str>,
     ) -> Result<serde_json::Value, ApiError> {
-        let rid: RequestId = id
-            .parse()
-            .map_err(|_| ApiError::new(404, "not_found", format!("request {id} not found")))?;
+        let rid = parse_request_id(id)?;
         let f = lock(&self.fabric)?;
         let st = match tenant {
             Some(t) => f.scheduler().status(t, rid)?,
@@ -1406,9 +1406,7 @@ impl App {
                 .await
                 .map_err(|e| ApiError::internal(e.to_string()))?;
         };
-        let request: RequestId = id
-            .parse()
-            .map_err(|_| ApiError::new(404, "not_found", format!("request {id} not found")))?;
+        let request = parse_request_id(&id)?;
         let (reply, rrx) = tokio::sync::oneshot::channel();
         tx.send(Stage1::Release(ReleaseCall {
             tenant,
@@ -1422,9 +1420,7 @@ impl App {
 
     /// `POST /schedule/{id}/release`, in line.
     pub fn release(&self, id: &str, tenant: &str) -> Result<serde_json::Value, ApiError> {
-        let rid: RequestId = id
-            .parse()
-            .map_err(|_| ApiError::new(404, "not_found", format!("request {id} not found")))?;
+        let rid = parse_request_id(id)?;
         let mut f = lock(&self.fabric)?;
         let out = f.execute(Command::Release {
             tenant_id: tenant.into(),

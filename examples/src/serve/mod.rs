@@ -6,7 +6,7 @@ pub mod app;
 
 use app::{ApiError, App, Settings};
 use atom_fabric::hybrid::JobSubmission;
-use atom_fabric::{GpuDevice, NodeSpec, ScheduleRequest};
+use atom_fabric::{GpuDevice, NodeSpec, RequestId, ScheduleRequest};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -405,10 +405,12 @@ async fn launch(
     let replicas = status["placement"]["replicas"]
         .as_array()
         .map_or(0, Vec::len);
-    for i in 0..replicas {
-        let p = app.run_dir.join(format!("{}-{i}.json", status["id"]));
-        if p.exists() {
-            files.push(p.display().to_string());
+    if let Some(rid) = status["id"].as_u64().map(RequestId) {
+        for i in 0..replicas as u32 {
+            let p = app.run_file(rid, i);
+            if p.exists() {
+                files.push(p.display().to_string());
+            }
         }
     }
     Ok(json_response(
