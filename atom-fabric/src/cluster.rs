@@ -482,7 +482,7 @@ impl Cluster {
 
     /// Takes one replica's resources on a node. The caller found `mask` with [`Cluster::find`].
     pub(crate) fn allocate(&mut self, idx: u32, d: &Demand, mask: u64, request: u64) {
-        self.index_remove(idx);
+        let before = self.index_keys(idx);
         let n = &mut self.nodes[idx as usize];
         n.cpu_used += d.cpu;
         n.mem_used += d.mem;
@@ -493,12 +493,74 @@ impl Cluster {
             }
         }
         n.residents.insert(request);
-        self.index_insert(idx);
+        self.index_update(idx, before);
+    }
+
+    /// Whether the scan indexes hold exactly the schedulable nodes under their current keys
+    /// (they are updated in place on every allocation; a stale key would hide a node from
+    /// the scan or offer one that no longer fits).
+    pub(crate) fn check_indexes(&self) -> std::result::Result<(), String> {
+        let mut whole = BTreeSet::new();
+        let mut share = BTreeSet::new();
+        let mut cpu = BTreeSet::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            if let Some((w, b, c)) = self.index_keys(i as u32) {
+                if n.gpu_count() > 0 {
+                    whole.insert((w, i as u32));
+                    share.insert((b, i as u32));
+                }
+                cpu.insert((c, i as u32));
+            }
+        }
+        for (name, want, have) in [
+            ("whole-device", &whole, &self.whole_index),
+            ("share", &share, &self.share_index),
+            ("cpu", &cpu, &self.cpu_index),
+        ] {
+            if want != have {
+                let stale = have.symmetric_difference(want).next();
+                return Err(format!(
+                    "the {name} index differs from the nodes' free capacity (first difference: {stale:?})"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A node's keys in the (whole, share, cpu) indexes, if it is indexed.
+    fn index_keys(&self, idx: u32) -> Option<(u64, u64, u64)> {
+        let n = &self.nodes[idx as usize];
+        n.schedulable().then(|| {
+            let (whole, best) = n.gpu_keys();
+            (whole, best, n.cpu_free())
+        })
+    }
+
+    /// Moves an indexed node whose allocation changed, touching only the keys that changed (a
+    /// share taken on a partly used device leaves the whole-device key as it was).
+    fn index_update(&mut self, idx: u32, before: Option<(u64, u64, u64)>) {
+        let (Some((w0, b0, c0)), Some((w1, b1, c1))) = (before, self.index_keys(idx)) else {
+            return;
+        };
+        if self.nodes[idx as usize].gpu_count() > 0 {
+            if w0 != w1 {
+                self.whole_index.remove(&(w0, idx));
+                self.whole_index.insert((w1, idx));
+            }
+            if b0 != b1 {
+                self.share_index.remove(&(b0, idx));
+                self.share_index.insert((b1, idx));
+            }
+        }
+        if c0 != c1 {
+            self.cpu_index.remove(&(c0, idx));
+            self.cpu_index.insert((c1, idx));
+        }
     }
 
     /// Returns one replica's resources (see [`Cluster::remove_resident`]).
     pub(crate) fn release(&mut self, idx: u32, d: &Demand, mask: u64) {
-        self.index_remove(idx);
+        let before = self.index_keys(idx);
         let n = &mut self.nodes[idx as usize];
         n.cpu_used -= d.cpu;
         n.mem_used -= d.mem;
@@ -508,7 +570,7 @@ impl Cluster {
                 *used -= d.milli;
             }
         }
-        self.index_insert(idx);
+        self.index_update(idx, before);
     }
 
     /// Forgets that a request has replicas on a node.
@@ -527,7 +589,11 @@ impl Cluster {
             return false;
         }
         if d.gpus > 0 {
-            let ok = n.gpu_models.iter().filter(|&&m| d.model_ok(m)).count();
+            let ok = if d.models.is_none() {
+                n.gpu_models.len()
+            } else {
+                n.gpu_models.iter().filter(|&&m| d.model_ok(m)).count()
+            };
             if ok < d.gpus as usize {
                 return false;
             }

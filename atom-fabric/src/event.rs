@@ -39,8 +39,9 @@ pub enum EvictReason {
 pub enum EventKind {
     /// A request was placed (with the score breakdown of each replica).
     Placed {
-        /// The placement.
-        placement: Placement,
+        /// The placement (shared with the command's [`Outcome`](crate::Outcome): one copy of
+        /// the node ids and score breakdowns per decision, not two).
+        placement: std::sync::Arc<Placement>,
         /// Time since submission (ms).
         wait_ms: u64,
     },

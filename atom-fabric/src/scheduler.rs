@@ -144,8 +144,8 @@ pub enum Outcome {
     Placed {
         /// Its id.
         request_id: RequestId,
-        /// Where, with score breakdowns.
-        placement: Placement,
+        /// Where, with score breakdowns (shared with the `Placed` event).
+        placement: Arc<Placement>,
     },
     /// The request waits in its tenant's queue.
     Queued {
@@ -493,11 +493,11 @@ impl Scheduler {
         self.state.next_event += 1;
         let model_id = request
             .and_then(|r| self.state.requests.get(&r))
-            .map(|r| r.model_id.to_string());
+            .map(|r| String::from(&*r.model_id));
         self.state.outbox.push(Event {
             seq,
             at_ms,
-            tenant_id: tenant.map(str::to_string),
+            tenant_id: tenant.map(String::from),
             request_id: request.map(RequestId),
             model_id,
             kind,
@@ -506,25 +506,30 @@ impl Scheduler {
     }
 
     fn tenant_mut(&mut self, tenant: &Arc<str>) -> &mut TenantState {
-        let default = Quota::gpus(self.config.max_tenant_gpus);
+        // One lookup and no default quota (it owns its cohort name) for a known tenant.
         if !self.state.tenants.contains_key(tenant) {
+            let default = Quota::gpus(self.config.max_tenant_gpus);
             let e = self
                 .cohorts
                 .entry(default.cohort.clone())
                 .or_insert((ResourceVector::ZERO, ResourceVector::ZERO));
             e.1 = e.1.saturating_add(default.nominal);
+            self.state.tenants.insert(
+                tenant.clone(),
+                TenantState {
+                    quota: default,
+                    usage: ResourceVector::ZERO,
+                    queue: BTreeMap::new(),
+                    placed: BTreeSet::new(),
+                    borrowed: BTreeSet::new(),
+                    all_tried_gen: 0,
+                },
+            );
         }
         self.state
             .tenants
-            .entry(tenant.clone())
-            .or_insert_with(|| TenantState {
-                quota: default,
-                usage: ResourceVector::ZERO,
-                queue: BTreeMap::new(),
-                placed: BTreeSet::new(),
-                borrowed: BTreeSet::new(),
-                all_tried_gen: 0,
-            })
+            .get_mut(tenant)
+            .expect("the tenant was inserted above")
     }
 
     /// Applies one command at time `now_ms`.
@@ -977,7 +982,7 @@ impl Scheduler {
         borrowed: bool,
         now_ms: u64,
         decisions: Vec<Decision>,
-    ) -> Placement {
+    ) -> Arc<Placement> {
         let total = self.state.requests[&id].total();
         let r = self
             .state
@@ -1014,13 +1019,13 @@ impl Scheduler {
                 score,
             });
         }
-        let placement = Placement { replicas, borrowed };
+        let placement = Arc::new(Placement { replicas, borrowed });
         self.emit(
             now_ms,
             Some(&tenant),
             Some(id),
             EventKind::Placed {
-                placement: placement.clone(),
+                placement: Arc::clone(&placement),
                 wait_ms,
             },
             decisions,
@@ -1034,7 +1039,7 @@ impl Scheduler {
         id: u64,
         now_ms: u64,
         decisions: Vec<Decision>,
-    ) -> std::result::Result<Placement, (QueueReason, String)> {
+    ) -> std::result::Result<Arc<Placement>, (QueueReason, String)> {
         let err = match self.try_admit(id) {
             Ok((f, b)) => return Ok(self.commit(id, f, b, now_ms, decisions)),
             Err(e) => e,
@@ -1814,6 +1819,7 @@ impl Scheduler {
                 }
             }
         }
+        c.check_indexes()?;
         for (i, n) in nodes.iter().enumerate() {
             if cpu[i] != n.spec().cpu_milli - n.cpu_free()
                 || mem[i] != n.spec().memory_mib - n.mem_free()

@@ -18,8 +18,19 @@ impl Hasher for FastHasher {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
+        // Eight bytes per round: slices of small integers (a node's free shares) hash in a few
+        // multiplications instead of one per byte.
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.write_u64(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 59));
         }
     }
     fn write_u8(&mut self, i: u8) {
@@ -122,13 +133,26 @@ pub struct ScoreScratch {
 type GpuShape = (u32, u8, [u16; 8]);
 
 /// A node's GPU shape (one model, sorted free shares) and free CPU and memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FragKey {
     model: u32,
     n: u8,
     free: [u16; 8],
     cpu: u64,
     mem: u64,
+}
+
+impl std::hash::Hash for FragKey {
+    // Five words instead of the derive's field-by-field (and, for the shares, byte-by-byte) feed:
+    // this hash is on every candidate node's score.
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        let word = |q: &[u16]| q.iter().fold(0u64, |acc, &v| (acc << 16) | u64::from(v));
+        h.write_u64(u64::from(self.model) << 8 | u64::from(self.n));
+        h.write_u64(word(&self.free[..4]));
+        h.write_u64(word(&self.free[4..]));
+        h.write_u64(self.cpu);
+        h.write_u64(self.mem);
+    }
 }
 
 /// A scoring function for one replica on one node with a chosen device set.
@@ -222,19 +246,32 @@ const CONTENTION_WEIGHT: f64 = 4.0;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Fragmentation;
 
+/// Sorts up to eight shares in place (insertion sort: the keys are tiny and mostly sorted,
+/// and this runs twice per scored candidate).
+fn sort_shares(v: &mut [u16]) {
+    for i in 1..v.len() {
+        let x = v[i];
+        let mut j = i;
+        while j > 0 && v[j - 1] > x {
+            v[j] = v[j - 1];
+            j -= 1;
+        }
+        v[j] = x;
+    }
+}
+
 impl Fragmentation {
-    fn frag(
-        devs: &[(u32, u32)],
+    /// Expected fragmentation of a node whose devices are all of `model`, with the free
+    /// shares `free[..n]` (any order), through the memo.
+    fn frag_uniform(
+        model: u32,
+        free: &[u16; 8],
+        n: usize,
         cpu_free: u64,
         mem_free: u64,
         w: &WorkloadDistribution,
         scratch: &mut ScoreScratch,
     ) -> f64 {
-        let types = w.frozen();
-        let uniform = devs.len() <= 8 && devs.iter().all(|&(m, _)| m == devs[0].0);
-        if !uniform || devs.is_empty() {
-            return expected_fragmentation(devs, cpu_free, mem_free, types);
-        }
         if scratch.memo_version != w.version()
             || scratch.frag_memo.len() > 1 << 16
             || scratch.gpu_memo.len() > 1 << 14
@@ -244,15 +281,12 @@ impl Fragmentation {
             scratch.memo_version = w.version();
         }
         // Devices of one model are interchangeable: the sorted free shares identify the node.
-        let mut free = [0u16; 8];
-        for (slot, &(_, f)) in free.iter_mut().zip(devs.iter()) {
-            *slot = f as u16;
-        }
-        free[..devs.len()].sort_unstable();
+        let mut sorted = *free;
+        sort_shares(&mut sorted[..n]);
         let key = FragKey {
-            model: devs[0].0,
-            n: devs.len() as u8,
-            free,
+            model,
+            n: n as u8,
+            free: sorted,
             cpu: cpu_free,
             mem: mem_free,
         };
@@ -260,7 +294,13 @@ impl Fragmentation {
             return v;
         }
         // Many nodes share a GPU shape with different free CPU and memory: reuse its GPU side.
+        let mut devs = [(model, 0u32); 8];
+        for (d, &f) in devs.iter_mut().zip(&sorted[..n]) {
+            d.1 = u32::from(f);
+        }
+        let devs = &devs[..n];
         let total: u64 = devs.iter().map(|&(_, f)| u64::from(f)).sum();
+        let types = w.frozen();
         let gpu = scratch
             .gpu_memo
             .entry((key.model, key.n, key.free))
@@ -287,29 +327,46 @@ impl Scorer for Fragmentation {
         if n == 0 {
             return 50.0;
         }
-        let mut devs = [(0u32, 0u32); crate::model::MAX_GPUS_PER_NODE];
-        for (i, slot) in devs.iter_mut().enumerate().take(n) {
-            *slot = (node.gpu_model(i), node.gpu_free(i));
-        }
-        let before = Self::frag(
-            &devs[..n],
-            node.cpu_free(),
-            node.mem_free(),
-            ctx.workload,
-            scratch,
-        );
-        for (i, slot) in devs.iter_mut().enumerate().take(n) {
-            if devices & (1u64 << i) != 0 {
-                slot.1 -= d.milli;
+        let (cpu, mem) = (node.cpu_free(), node.mem_free());
+        let model = node.gpu_model(0);
+        let uniform = n <= 8 && (1..n).all(|i| node.gpu_model(i) == model);
+        let (before, after) = if uniform {
+            let mut free = [0u16; 8];
+            for (i, f) in free.iter_mut().enumerate().take(n) {
+                *f = node.gpu_free(i) as u16;
             }
-        }
-        let after = Self::frag(
-            &devs[..n],
-            node.cpu_free() - d.cpu,
-            node.mem_free() - d.mem,
-            ctx.workload,
-            scratch,
-        );
+            let before = Self::frag_uniform(model, &free, n, cpu, mem, ctx.workload, scratch);
+            for (i, f) in free.iter_mut().enumerate().take(n) {
+                if devices & (1u64 << i) != 0 {
+                    *f -= d.milli as u16;
+                }
+            }
+            let after = Self::frag_uniform(
+                model,
+                &free,
+                n,
+                cpu - d.cpu,
+                mem - d.mem,
+                ctx.workload,
+                scratch,
+            );
+            (before, after)
+        } else {
+            // Mixed models (or more than eight devices): no memo, the full computation.
+            let mut devs = [(0u32, 0u32); crate::model::MAX_GPUS_PER_NODE];
+            for (i, slot) in devs.iter_mut().enumerate().take(n) {
+                *slot = (node.gpu_model(i), node.gpu_free(i));
+            }
+            let types = ctx.workload.frozen();
+            let before = expected_fragmentation(&devs[..n], cpu, mem, types);
+            for (i, slot) in devs.iter_mut().enumerate().take(n) {
+                if devices & (1u64 << i) != 0 {
+                    slot.1 -= d.milli;
+                }
+            }
+            let after = expected_fragmentation(&devs[..n], cpu - d.cpu, mem - d.mem, types);
+            (before, after)
+        };
         let mut contention = 0.0;
         if devices != 0 {
             let contention_of = model_contention(ctx.workload.frozen(), &ctx.stats.model_milli);
@@ -384,13 +441,15 @@ impl Scorer for Latency {
         _: &mut ScoreScratch,
     ) -> f64 {
         let c = ctx.constraints;
-        match (&c.region, c.latency_ms, node.region()) {
-            (Some(from), Some(budget), Some(to)) if budget > 0 => {
-                match ctx.latency.rtt_ms(from, to) {
-                    Some(rtt) => 100.0 * (1.0 - f64::from(rtt) / f64::from(budget)).max(0.0),
-                    None => 0.0,
-                }
-            }
+        // The node's region label is looked up only for a request with a budget.
+        let (Some(from), Some(budget)) = (&c.region, c.latency_ms) else {
+            return 100.0;
+        };
+        match node.region() {
+            Some(to) if budget > 0 => match ctx.latency.rtt_ms(from, to) {
+                Some(rtt) => 100.0 * (1.0 - f64::from(rtt) / f64::from(budget)).max(0.0),
+                None => 0.0,
+            },
             _ => 100.0,
         }
     }
@@ -689,7 +748,7 @@ impl ScorerSet {
         ctx: &ScoreContext<'_>,
         scratch: &mut ScoreScratch,
     ) -> ScoreBreakdown {
-        let parts = self
+        let parts: Vec<ScorePart> = self
             .parts
             .iter()
             .zip(&self.part_names)
@@ -699,8 +758,19 @@ impl ScorerSet {
                 weight: *w,
             })
             .collect();
+        // The same arithmetic as `total`, in the same order, on the scores just computed.
+        let total = if let [only] = parts.as_slice() {
+            only.score
+        } else {
+            let sum: f64 = parts.iter().map(|p| p.weight * p.score).sum();
+            if self.weight_sum > 0.0 {
+                sum / self.weight_sum
+            } else {
+                0.0
+            }
+        };
         ScoreBreakdown {
-            total: self.total(node, d, devices, ctx, scratch),
+            total,
             parts,
             candidates: 0,
         }

@@ -653,6 +653,17 @@ fn region_latency_constraints_filter_and_score() {
         "100 x (1 - 90/100) = 10, got {}",
         lat.score
     );
+    // The breakdown's total is the weighted mean of its parts.
+    let (sum, weights) = score.parts.iter().fold((0.0, 0.0), |(s, w), p| {
+        (s + p.weight * p.score, w + p.weight)
+    });
+    assert!(score.parts.len() > 1);
+    assert!(
+        (score.total - sum / weights).abs() < 1e-9,
+        "total {} vs weighted mean {}",
+        score.total,
+        sum / weights
+    );
     // 50 ms: nothing qualifies; a hard region with no node: constraint too.
     assert_eq!(
         queued(&sched(

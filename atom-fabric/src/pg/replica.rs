@@ -1429,7 +1429,7 @@ fn try_place(
             }
             Ok(Attempt::Done(Outcome::Placed {
                 request_id: id,
-                placement: Placement { replicas, borrowed },
+                placement: std::sync::Arc::new(Placement { replicas, borrowed }),
             }))
         }
         Err(e) => Err(pg_err("commit the placement", e)),

@@ -244,7 +244,7 @@ enum Answer {
     /// 201.
     Placed {
         request_id: RequestId,
-        placement: atom_fabric::Placement,
+        placement: std::sync::Arc<atom_fabric::Placement>,
     },
     /// 202.
     Queued {
