@@ -167,6 +167,42 @@ pub struct ClusterStats {
     pub model_milli: Vec<u64>,
     /// Bumped whenever the totals change (for caches derived from them).
     pub epoch: u64,
+    /// `whole_free[k]`: schedulable GPU nodes with exactly `k` wholly free devices.
+    pub whole_free: Vec<u32>,
+    /// `gpu_sizes[k]`: schedulable GPU nodes with exactly `k` devices.
+    pub gpu_sizes: Vec<u32>,
+}
+
+impl ClusterStats {
+    /// Placements of `g` whole GPUs the fleet could still take on wholly free devices, and how
+    /// many it could take empty (nodes count `floor(devices / g)` each).
+    ///
+    /// ```
+    /// let s = atom_fabric::cluster::ClusterStats { whole_free: vec![0, 1, 0, 2], gpu_sizes: vec![0, 0, 0, 3], ..Default::default() };
+    /// assert_eq!(s.whole_slots(2), (2, 3));
+    /// ```
+    pub fn whole_slots(&self, g: u32) -> (u64, u64) {
+        let g = u64::from(g.max(1));
+        let slots = |hist: &[u32]| -> u64 {
+            hist.iter()
+                .enumerate()
+                .map(|(k, &c)| k as u64 / g * u64::from(c))
+                .sum()
+        };
+        (slots(&self.whole_free), slots(&self.gpu_sizes))
+    }
+
+    fn bump(hist: &mut Vec<u32>, k: u64, add: bool) {
+        let k = k as usize;
+        if hist.len() <= k {
+            hist.resize(k + 1, 0);
+        }
+        if add {
+            hist[k] += 1;
+        } else {
+            hist[k] = hist[k].saturating_sub(1);
+        }
+    }
 }
 
 /// A chosen node and devices for one replica.
@@ -463,6 +499,8 @@ impl Cluster {
                 let (whole, best) = n.gpu_keys();
                 self.whole_index.remove(&(whole, idx));
                 self.share_index.remove(&(best, idx));
+                ClusterStats::bump(&mut self.stats.whole_free, whole, false);
+                ClusterStats::bump(&mut self.stats.gpu_sizes, n.gpu_count() as u64, false);
             }
             self.cpu_index.remove(&(n.cpu_free(), idx));
         }
@@ -475,6 +513,8 @@ impl Cluster {
                 let (whole, best) = n.gpu_keys();
                 self.whole_index.insert((whole, idx));
                 self.share_index.insert((best, idx));
+                ClusterStats::bump(&mut self.stats.whole_free, whole, true);
+                ClusterStats::bump(&mut self.stats.gpu_sizes, n.gpu_count() as u64, true);
             }
             self.cpu_index.insert((n.cpu_free(), idx));
         }
@@ -512,6 +552,19 @@ impl Cluster {
                 cpu.insert((c, i as u32));
             }
         }
+        let mut hist = vec![0u32; self.stats.whole_free.len()];
+        for &(w, _) in &whole {
+            if w as usize >= hist.len() {
+                return Err(format!("no whole-free histogram slot for {w} devices"));
+            }
+            hist[w as usize] += 1;
+        }
+        if hist != self.stats.whole_free {
+            return Err(format!(
+                "whole-free histogram {:?}, nodes say {hist:?}",
+                self.stats.whole_free
+            ));
+        }
         for (name, want, have) in [
             ("whole-device", &whole, &self.whole_index),
             ("share", &share, &self.share_index),
@@ -546,6 +599,8 @@ impl Cluster {
             if w0 != w1 {
                 self.whole_index.remove(&(w0, idx));
                 self.whole_index.insert((w1, idx));
+                ClusterStats::bump(&mut self.stats.whole_free, w0, false);
+                ClusterStats::bump(&mut self.stats.whole_free, w1, true);
             }
             if b0 != b1 {
                 self.share_index.remove(&(b0, idx));

@@ -376,8 +376,58 @@ impl Scorer for Fragmentation {
                 }
             }
         }
-        50.0 - (after - before + CONTENTION_WEIGHT * contention) / 20.0
+        let scarcity = whole_scarcity(node, devices, ctx);
+        50.0 - (after - before + CONTENTION_WEIGHT * contention + scarcity) / 20.0
     }
+}
+
+/// How much more than its frequency a lost whole-GPU slot weighs as the fleet runs short of
+/// them (0: as FGD; tuned on the published `openb` variants, docs/scheduler.md).
+const SCARCITY_WEIGHT: f64 = 0.3;
+
+/// The extra cost (milli-GPUs) of taking wholly free devices that multi-GPU work needs: for
+/// each whole-GPU task type of `g` GPUs, the slots of `g` wholly free devices this placement
+/// removes, × the type's share × its size, × how far the fleet's remaining such slots have
+/// fallen below what it had empty (`empty / left − 1`). FGD weighs a type by its frequency
+/// alone, so a rare 8-GPU shape loses every idle node to small work one at a time; this term
+/// grows as the last hosts of a shape go.
+fn whole_scarcity(node: &Node, devices: u64, ctx: &ScoreContext<'_>) -> f64 {
+    if devices == 0 {
+        return 0.0;
+    }
+    let n = node.gpu_count();
+    let (mut w0, mut taken) = (0u64, 0u64);
+    for i in 0..n {
+        if node.gpu_free(i) >= 1000 {
+            w0 += 1;
+            if devices & (1u64 << i) != 0 {
+                taken += 1;
+            }
+        }
+    }
+    if taken == 0 {
+        return 0.0;
+    }
+    let w1 = w0 - taken;
+    let model = node.gpu_model(0);
+    let mut cost = 0.0;
+    for t in ctx.workload.frozen() {
+        if t.milli < 1000 || t.gpus < 2 || !t.model_ok(model) {
+            continue;
+        }
+        let g = u64::from(t.gpus);
+        let lost = w0 / g - w1 / g;
+        if lost == 0 {
+            continue;
+        }
+        let (left, empty) = ctx.stats.whole_slots(t.gpus);
+        if left == 0 {
+            continue;
+        }
+        let short = (empty as f64 / left as f64 - 1.0).max(0.0);
+        cost += t.p * (g * 1000 * lost) as f64 * short;
+    }
+    SCARCITY_WEIGHT * cost
 }
 
 /// Cost: cheaper devices score higher (`price_per_device_hour` label; unpriced nodes score 100).
