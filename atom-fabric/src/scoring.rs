@@ -826,3 +826,74 @@ impl ScorerSet {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::cluster::Cluster;
+    use crate::model::NodeSpec;
+
+    fn whole(gpus: u32) -> Demand {
+        Demand {
+            gpus,
+            milli: 1000,
+            cpu: 1000,
+            mem: 1,
+            tpu: 0,
+            qubits: 0,
+            models: None,
+        }
+    }
+
+    /// Two idle 8-GPU nodes; the workload is one 8-GPU request in four, the rest one GPU.
+    fn fleet() -> (Cluster, WorkloadDistribution) {
+        let mut c = Cluster::new();
+        for id in ["a", "b"] {
+            let spec = NodeSpec::new(id, 64_000, 65_536).with_gpus("G", 8, 0);
+            c.register(spec, 0).unwrap();
+        }
+        let mut w = WorkloadDistribution::new();
+        w.observe(&whole(8));
+        for _ in 0..3 {
+            w.observe(&whole(1));
+        }
+        (c, w)
+    }
+
+    fn scarcity(c: &Cluster, w: &WorkloadDistribution, node: u32, devices: u64) -> f64 {
+        let ctx = ScoreContext {
+            stats: c.stats(),
+            workload: w,
+            latency: &LatencyTable::default(),
+            constraints: &Constraints::default(),
+            model_id: "",
+        };
+        whole_scarcity(c.node_at(node), devices, &ctx)
+    }
+
+    #[test]
+    fn scarcity_is_zero_while_the_fleet_has_every_slot() {
+        let (c, w) = fleet();
+        assert_eq!(c.stats().whole_slots(8), (2, 2));
+        assert_eq!(scarcity(&c, &w, 1, 0b1), 0.0);
+    }
+
+    #[test]
+    fn scarcity_prices_the_last_idle_node() {
+        let (mut c, w) = fleet();
+        c.allocate(0, &whole(8), 0xff, 1);
+        // One 8-GPU slot left of two: short = 2/1 - 1 = 1. Taking one device of node b removes
+        // it: share 1/4 x 8,000 milli x 1 slot x short 1 x weight.
+        assert_eq!(c.stats().whole_slots(8), (1, 2));
+        let want = SCARCITY_WEIGHT * 0.25 * 8000.0;
+        assert!((scarcity(&c, &w, 1, 0b1) - want).abs() < 1e-9);
+        // A CPU-only placement takes no device: no cost.
+        assert_eq!(scarcity(&c, &w, 1, 0), 0.0);
+        c.check_indexes().unwrap();
+        // Released, the fleet is whole again.
+        c.release(0, &whole(8), 0xff);
+        assert_eq!(c.stats().whole_slots(8), (2, 2));
+        c.check_indexes().unwrap();
+    }
+}
