@@ -506,30 +506,26 @@ impl Scheduler {
     }
 
     fn tenant_mut(&mut self, tenant: &Arc<str>) -> &mut TenantState {
-        // One lookup and no default quota (it owns its cohort name) for a known tenant.
-        if !self.state.tenants.contains_key(tenant) {
-            let default = Quota::gpus(self.config.max_tenant_gpus);
-            let e = self
-                .cohorts
-                .entry(default.cohort.clone())
-                .or_insert((ResourceVector::ZERO, ResourceVector::ZERO));
-            e.1 = e.1.saturating_add(default.nominal);
-            self.state.tenants.insert(
-                tenant.clone(),
-                TenantState {
+        // One lookup, and the default quota (it owns its cohort name) built for a new tenant only.
+        match self.state.tenants.entry(tenant.clone()) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(v) => {
+                let default = Quota::gpus(self.config.max_tenant_gpus);
+                let e = self
+                    .cohorts
+                    .entry(default.cohort.clone())
+                    .or_insert((ResourceVector::ZERO, ResourceVector::ZERO));
+                e.1 = e.1.saturating_add(default.nominal);
+                v.insert(TenantState {
                     quota: default,
                     usage: ResourceVector::ZERO,
                     queue: BTreeMap::new(),
                     placed: BTreeSet::new(),
                     borrowed: BTreeSet::new(),
                     all_tried_gen: 0,
-                },
-            );
+                })
+            }
         }
-        self.state
-            .tenants
-            .get_mut(tenant)
-            .expect("the tenant was inserted above")
     }
 
     /// Applies one command at time `now_ms`.

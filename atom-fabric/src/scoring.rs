@@ -775,12 +775,21 @@ impl ScorerSet {
         ctx: &ScoreContext<'_>,
         scratch: &mut ScoreScratch,
     ) -> f64 {
+        self.combine(
+            self.parts
+                .iter()
+                .map(|(s, _)| s.score(node, d, devices, ctx, scratch)),
+        )
+    }
+
+    /// The weighted mean of the parts' scores, given in the parts' order (one part: its score).
+    fn combine(&self, mut scores: impl Iterator<Item = f64>) -> f64 {
         if self.parts.len() == 1 {
-            return self.parts[0].0.score(node, d, devices, ctx, scratch);
+            return scores.next().unwrap_or(0.0);
         }
         let mut sum = 0.0;
-        for (s, w) in &self.parts {
-            sum += w * s.score(node, d, devices, ctx, scratch);
+        for ((_, w), score) in self.parts.iter().zip(scores) {
+            sum += w * score;
         }
         if self.weight_sum > 0.0 {
             sum / self.weight_sum
@@ -808,17 +817,7 @@ impl ScorerSet {
                 weight: *w,
             })
             .collect();
-        // The same arithmetic as `total`, in the same order, on the scores just computed.
-        let total = if let [only] = parts.as_slice() {
-            only.score
-        } else {
-            let sum: f64 = parts.iter().map(|p| p.weight * p.score).sum();
-            if self.weight_sum > 0.0 {
-                sum / self.weight_sum
-            } else {
-                0.0
-            }
-        };
+        let total = self.combine(parts.iter().map(|p| p.score));
         ScoreBreakdown {
             total,
             parts,
